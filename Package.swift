@@ -1,0 +1,77 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Gatehouse",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "gatehouse", targets: ["GatehouseMain"]),
+    ],
+    dependencies: [
+        // Pinned exactly: `from:` resolves to 2.101.3 on the mirror (see shared notes).
+        .package(url: "https://github.com/apple/swift-nio", exact: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // MARK: C libraries and shims
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .target(name: "COpenSSLShims", dependencies: ["COpenSSL"]),
+        .target(name: "CCurlShims", dependencies: ["CCurl"]),
+        .target(name: "CSystemShims"),
+
+        // MARK: Concern libraries
+        .target(name: "BrokerConfiguration"),
+        .target(name: "ControlChannel"),
+        .target(name: "ProcessSupport", dependencies: ["CSystemShims"]),
+        .target(name: "GatehouseLogging", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        .target(name: "DevelopmentPKI", dependencies: ["COpenSSL", "COpenSSLShims"]),
+        .target(name: "OpenSSLTLS", dependencies: ["COpenSSL", "COpenSSLShims"]),
+        .target(name: "CurlClient", dependencies: ["CCurl", "CCurlShims"]),
+        .target(name: "RevocationCache", dependencies: ["ProcessSupport"]),
+
+        // MARK: Role libraries
+        .target(
+            name: "Supervisor",
+            dependencies: [
+                "BrokerConfiguration", "ControlChannel", "ProcessSupport", "RevocationCache",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "Worker",
+            dependencies: [
+                "BrokerConfiguration", "ControlChannel", "ProcessSupport", "RevocationCache",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "Fetcher",
+            dependencies: [
+                "BrokerConfiguration", "ControlChannel", "ProcessSupport", "RevocationCache", "CurlClient",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // MARK: The one executable
+        .executableTarget(
+            name: "GatehouseMain",
+            dependencies: [
+                "BrokerConfiguration", "ControlChannel", "ProcessSupport", "GatehouseLogging", "DevelopmentPKI",
+                "OpenSSLTLS", "CurlClient", "Supervisor", "Worker", "Fetcher",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // MARK: Tests
+        .testTarget(name: "BrokerConfigurationTests", dependencies: ["BrokerConfiguration"]),
+        .testTarget(name: "ControlChannelTests", dependencies: ["ControlChannel"]),
+        .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "ControlChannel", "ProcessSupport"]),
+        .testTarget(name: "DevelopmentPKITests", dependencies: ["DevelopmentPKI", "OpenSSLTLS"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,25 @@
+#include "CCurlShims.h"
+
+CURLcode CCurlShims_setopt_long(CURL *handle, CURLoption option, long value) {
+    return curl_easy_setopt(handle, option, value);
+}
+
+CURLcode CCurlShims_setopt_pointer(CURL *handle, CURLoption option, const void *value) {
+    return curl_easy_setopt(handle, option, value);
+}
+
+CURLcode CCurlShims_setopt_off_t(CURL *handle, CURLoption option, curl_off_t value) {
+    return curl_easy_setopt(handle, option, value);
+}
+
+CURLcode CCurlShims_setopt_write_function(CURL *handle, CURLoption option, CCurlShims_write_callback callback) {
+    return curl_easy_setopt(handle, option, callback);
+}
+
+CURLcode CCurlShims_getinfo_long(CURL *handle, CURLINFO info, long *value) {
+    return curl_easy_getinfo(handle, info, value);
+}
+
+CURLcode CCurlShims_getinfo_string(CURL *handle, CURLINFO info, const char **value) {
+    return curl_easy_getinfo(handle, info, value);
+}
