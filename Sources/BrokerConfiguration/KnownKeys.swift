@@ -1,0 +1,115 @@
+/// The schema of `gatehouse.conf`: every accepted key with its value kind and default. Adding a key starts here.
+///
+/// Immutable tables, shared by all loads.
+enum KnownKeys {
+    private static let positive: Duration = .milliseconds(1)
+
+    /// Keys outside any listener, in the order of the reference file.
+    static let global: [KeySpecification] = [
+        KeySpecification("node.worker_processes", .integerOrAuto(1...256)),
+        KeySpecification("node.data_dir", .directory),
+        KeySpecification("node.cache_dir", .directory),
+        KeySpecification("node.run_dir", .directory),
+        KeySpecification("node.shutdown_timeout", .duration(minimum: .zero), default: .duration(.seconds(15))),
+        KeySpecification(
+            "node.metrics_listener", .addressOrOff,
+            default: .address(ListenAddress(host: "127.0.0.1", port: 9469))),
+        KeySpecification(
+            "log.level", .choice(LogSettings.Level.allCases.map(\.rawValue)),
+            default: .string(LogSettings.Level.info.rawValue)),
+        KeySpecification(
+            "log.to", .choice(LogSettings.Destination.allCases.map(\.rawValue)),
+            default: .string(LogSettings.Destination.console.rawValue)),
+        KeySpecification("log.dir", .directory),
+        KeySpecification("allow_anonymous", .boolean, default: .boolean(false)),
+        KeySpecification("acl_file", .file),
+        KeySpecification("password_file", .file),
+        KeySpecification("mqtt.max_packet_size", .size(1...268_435_455), default: .integer(1 << 20)),
+        KeySpecification("mqtt.max_inflight", .integer(1...65535), default: .integer(32)),
+        KeySpecification("mqtt.max_queued_messages", .integer(0...10_000_000), default: .integer(1000)),
+        KeySpecification("mqtt.retain_available", .boolean, default: .boolean(true)),
+        KeySpecification(
+            "mqtt.max_session_expiry_interval", .duration(minimum: .zero), default: .duration(.seconds(7200))),
+        KeySpecification("mqtt.max_topic_alias", .integer(0...65535), default: .integer(65535)),
+        KeySpecification("mqtt.shared_subscription", .boolean, default: .boolean(true)),
+        KeySpecification("crl_cache_http_timeout", .duration(minimum: positive), default: .duration(.seconds(15))),
+        KeySpecification(
+            "crl_cache_refresh_interval", .duration(minimum: .seconds(60)), default: .duration(.seconds(900))),
+        KeySpecification("crl_cache_max_size", .size(1...Int.max), default: .integer(64 << 20)),
+        KeySpecification("crl_cache_https_cacertfile", .file),
+    ]
+
+    /// Subkeys of `listener.<kind>.<name>.`, in the order of the reference file.
+    static let listenerSubkeys: [KeySpecification] = [
+        KeySpecification("allow_anonymous", .boolean),
+        KeySpecification("keyfile", .file, listenerKinds: [.ssl]),
+        KeySpecification("certfile", .file, listenerKinds: [.ssl]),
+        KeySpecification("cacertfile", .file, listenerKinds: [.ssl]),
+        KeySpecification(
+            "verify", .choice([TLSSettings.Verify.verifyPeer.rawValue, TLSSettings.Verify.verifyNone.rawValue]),
+            default: .string(TLSSettings.Verify.verifyNone.rawValue), listenerKinds: [.ssl]),
+        KeySpecification("fail_if_no_peer_cert", .boolean, default: .boolean(false), listenerKinds: [.ssl]),
+        KeySpecification(
+            "tls_versions", .tlsVersions,
+            default: .list([TLSSettings.Version.tlsv1_3.rawValue, TLSSettings.Version.tlsv1_2.rawValue]),
+            listenerKinds: [.ssl]),
+        KeySpecification("ciphers", .list, default: .list([]), listenerKinds: [.ssl]),
+        KeySpecification(
+            "handshake_timeout", .duration(minimum: positive), default: .duration(.seconds(15)),
+            listenerKinds: [.ssl]),
+        KeySpecification("peer_cert_as_username", .choice(peerCertFields), listenerKinds: [.ssl]),
+        KeySpecification("peer_cert_as_clientid", .choice(peerCertFields), listenerKinds: [.ssl]),
+        KeySpecification("enable_crl_check", .boolean, default: .boolean(false), listenerKinds: [.ssl]),
+        KeySpecification("crl_cache_urls", .urlList, default: .list([]), listenerKinds: [.ssl]),
+        KeySpecification("crlfile", .fileList, default: .list([]), listenerKinds: [.ssl]),
+        KeySpecification(
+            "crl_check_depth",
+            .choice([TLSSettings.CRLCheckDepth.leaf.rawValue, TLSSettings.CRLCheckDepth.chain.rawValue]),
+            default: .string(TLSSettings.CRLCheckDepth.leaf.rawValue), listenerKinds: [.ssl]),
+        KeySpecification(
+            "crl_fail_policy",
+            .choice([TLSSettings.CRLFailPolicy.closed.rawValue, TLSSettings.CRLFailPolicy.grace.rawValue]),
+            default: .string(TLSSettings.CRLFailPolicy.closed.rawValue), listenerKinds: [.ssl]),
+        KeySpecification(
+            "crl_stale_grace", .duration(minimum: .zero), default: .duration(.seconds(3600)), listenerKinds: [.ssl]),
+        KeySpecification("disconnect_revoked", .boolean, default: .boolean(true), listenerKinds: [.ssl]),
+        KeySpecification("enable_ocsp_stapling", .boolean, default: .boolean(false), listenerKinds: [.ssl]),
+        KeySpecification("ocsp_responder_url", .url, listenerKinds: [.ssl]),
+        KeySpecification("ocsp_issuer_pem", .file, listenerKinds: [.ssl]),
+        KeySpecification(
+            "ocsp_refresh_interval", .duration(minimum: .seconds(60)), default: .duration(.seconds(300)),
+            listenerKinds: [.ssl]),
+        KeySpecification(
+            "ocsp_refresh_http_timeout", .duration(minimum: positive), default: .duration(.seconds(15)),
+            listenerKinds: [.ssl]),
+    ]
+
+    /// EMQX listener subkeys accepted for compatibility without effect; `access.<N>` is matched separately.
+    static let ignoredListenerSubkeys: [String] = [
+        "acceptors", "max_connections", "max_conn_rate", "zone", "backlog", "nodelay", "reuseaddr",
+        "send_timeout", "send_timeout_close", "active_n", "rate_limit", "proxy_protocol",
+        "proxy_protocol_timeout", "depth", "dhfile", "secure_renegotiate", "reuse_sessions", "honor_cipher_order",
+    ]
+
+    private static let peerCertFields = [TLSSettings.PeerCertField.cn.rawValue, TLSSettings.PeerCertField.dn.rawValue]
+
+    static let globalByName: [String: KeySpecification] = Dictionary(
+        uniqueKeysWithValues: global.map { ($0.name, $0) })
+
+    static let listenerSubkeysByName: [String: KeySpecification] = Dictionary(
+        uniqueKeysWithValues: listenerSubkeys.map { ($0.name, $0) })
+
+    /// Whether `subkey` is an EMQX listener key that Gatehouse accepts and ignores.
+    static func isIgnoredListenerSubkey(_ subkey: String) -> Bool {
+        if ignoredListenerSubkeys.contains(subkey) {
+            return true
+        }
+        let parts = subkey.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 2 && parts[0] == "access" && !parts[1].isEmpty && parts[1].allSatisfy(\.isASCIIDigit)
+    }
+
+    /// The subkeys a listener of `kind` accepts and acts on.
+    static func listenerSubkeys(for kind: ListenerConfiguration.Kind) -> [KeySpecification] {
+        listenerSubkeys.filter { $0.listenerKinds.contains(kind) }
+    }
+}
