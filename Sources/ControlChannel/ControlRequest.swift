@@ -1,0 +1,111 @@
+import Foundation
+
+/// One command from `bin/gatehouse` to a running supervisor over its control socket (`<run_dir>/gatehouse.sock`).
+/// One JSON object per line each way; the supervisor answers with one `ControlResponse` and closes.
+public struct ControlRequest: Codable, Sendable, Equatable {
+    public enum Command: String, Codable, Sendable, CaseIterable {
+        case status
+        case stop
+        case reload
+        case restartFetcher = "restart-fetcher"
+        case restartWorkers = "restart-workers"
+    }
+
+    public var command: Command
+
+    public init(command: Command) {
+        self.command = command
+    }
+}
+
+/// The supervisor's answer to a `ControlRequest`.
+public struct ControlResponse: Codable, Sendable, Equatable {
+    public var ok: Bool
+    /// What happened, or why not (for `reload`: every configuration error, one per line).
+    public var message: String?
+    public var status: StatusReport?
+
+    public init(ok: Bool, message: String? = nil, status: StatusReport? = nil) {
+        self.ok = ok
+        self.message = message
+        self.status = status
+    }
+}
+
+/// What `gatehouse status --json` prints.
+public struct StatusReport: Codable, Sendable, Equatable {
+    public struct Process: Codable, Sendable, Equatable {
+        public var role: String
+        public var slot: Int
+        public var pid: Int32
+        /// supervisor: `running`; fetcher: `starting`/`running`; worker: `starting`/`ready`; any retiring child: `draining`;
+        /// a slot waiting out its respawn backoff: `respawning` (pid 0).
+        public var state: String
+        public var uptimeSeconds: Double
+        public var restarts: Int
+        public var lastExit: String?
+
+        public init(
+            role: String, slot: Int, pid: Int32, state: String, uptimeSeconds: Double, restarts: Int,
+            lastExit: String?
+        ) {
+            self.role = role
+            self.slot = slot
+            self.pid = pid
+            self.state = state
+            self.uptimeSeconds = uptimeSeconds
+            self.restarts = restarts
+            self.lastExit = lastExit
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case role, slot, pid, state, restarts
+            case uptimeSeconds = "uptime_seconds"
+            case lastExit = "last_exit"
+        }
+
+        // Always emit last_exit, as null when there is none, so the JSON shape is stable.
+        public func encode(to encoder: Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(role, forKey: .role)
+            try container.encode(slot, forKey: .slot)
+            try container.encode(pid, forKey: .pid)
+            try container.encode(state, forKey: .state)
+            try container.encode(uptimeSeconds, forKey: .uptimeSeconds)
+            try container.encode(restarts, forKey: .restarts)
+            try container.encode(lastExit, forKey: .lastExit)
+        }
+    }
+
+    public var supervisorPid: Int32
+    public var config: String
+    public var workerProcesses: Int
+    public var processes: [Process]
+
+    public init(supervisorPid: Int32, config: String, workerProcesses: Int, processes: [Process]) {
+        self.supervisorPid = supervisorPid
+        self.config = config
+        self.workerProcesses = workerProcesses
+        self.processes = processes
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case config, processes
+        case supervisorPid = "supervisor_pid"
+        case workerProcesses = "worker_processes"
+    }
+}
+
+extension ControlRequest {
+    public func encodedLine() throws -> [UInt8] {
+        Array(try JSONEncoder().encode(self)) + [UInt8(ascii: "\n")]
+    }
+}
+
+extension ControlResponse {
+    public func encodedLine() throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array(try encoder.encode(self)) + [UInt8(ascii: "\n")]
+    }
+}

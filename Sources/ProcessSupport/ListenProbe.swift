@@ -1,0 +1,50 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Checks that a TCP address can be listened on before workers are started, so a busy port is one clear error
+/// instead of a crash loop. Binds without SO_REUSEPORT, so any current listener (ours included) counts as busy.
+public enum ListenProbe {
+    public static func check(host: String, port: Int) throws(SystemError) {
+        let isIPv6 = host.contains(":")
+        let fd = try systemCall("socket") {
+            socket(isIPv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        }
+        defer { close(fd) }
+        var one: Int32 = 1
+        // SO_REUSEADDR only skips TIME_WAIT leftovers; a live listener still makes bind fail.
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        let detail = isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)"
+        if isIPv6 {
+            setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
+            var address = sockaddr_in6()
+            address.sin6_family = sa_family_t(AF_INET6)
+            address.sin6_port = in_port_t(UInt16(port).bigEndian)
+            guard inet_pton(AF_INET6, host, &address.sin6_addr) == 1 else {
+                throw SystemError(call: "inet_pton", errno: EINVAL, detail: host)
+            }
+            try systemCall("bind", detail: detail) {
+                withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+                    }
+                }
+            }
+        } else {
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else {
+                throw SystemError(call: "inet_pton", errno: EINVAL, detail: host)
+            }
+            try systemCall("bind", detail: detail) {
+                withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                    }
+                }
+            }
+        }
+        try systemCall("listen", detail: detail) { listen(fd, 1) }
+    }
+}

@@ -1,0 +1,19 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSystemShims
+
+/// Ties a child's life to its supervisor's: the kernel sends `signal` when the parent dies.
+public enum ParentWatch {
+    /// Arms PR_SET_PDEATHSIG, then checks the parent is still the one expected (it may have died before the call).
+    /// Returns false when the expected parent is already gone.
+    public static func arm(signal: Int32, expectedParent: pid_t) throws(SystemError) -> Bool {
+        try systemCall("prctl(PR_SET_PDEATHSIG)") { CSystemShims_set_parent_death_signal(signal) }
+        return getppid() == expectedParent
+    }
+
+    /// Names the process in ps/top (`gatehouse: worker 1`), at most 15 bytes.
+    public static func setProcessName(_ name: String) {
+        _ = CSystemShims_set_process_name(name)
+    }
+}
