@@ -1,0 +1,74 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BrokerConfiguration
+import ProcessSupport
+import RevocationCache
+
+/// Checks made before any child starts, shared by `gatehouse start` (so errors reach the terminal before it
+/// daemonizes) and the supervisor itself.
+public enum Preflight {
+    /// A startup problem, phrased for the operator.
+    public struct Failure: Error, Sendable, CustomStringConvertible {
+        public var description: String
+        public init(_ description: String) { self.description = description }
+    }
+
+    /// Creates the data, run, cache and log directories (run and cache: mode 0700).
+    public static func prepareDirectories(_ configuration: GatehouseConfiguration) throws(Failure) {
+        let node = configuration.node
+        do {
+            try FileDescriptor.makeDirectory(node.dataDirectory, mode: 0o755)
+            try FileDescriptor.makeDirectory(node.runDirectory, mode: 0o700, enforceMode: true)
+            try CacheLayout(root: node.cacheDirectory).create()
+            if configuration.log.destination != .console {
+                try FileDescriptor.makeDirectory(configuration.log.directory, mode: 0o755)
+            }
+        } catch {
+            throw Failure("cannot prepare directories: \(error)")
+        }
+    }
+
+    /// Fails when a supervisor already runs on this configuration's run directory.
+    public static func checkNotRunning(_ configuration: GatehouseConfiguration) throws(Failure) {
+        let paths = RunPaths(configuration)
+        if PidFile.isLocked(paths.pidFile) {
+            let pid = PidFile.readPid(paths.pidFile).map { " (pid \($0))" } ?? ""
+            throw Failure("Gatehouse is already running\(pid) with run directory \(configuration.node.runDirectory)")
+        }
+    }
+
+    /// Every listener address must be free: one clear error naming the listener, not a crash loop of workers.
+    public static func checkListeners(
+        _ listeners: [ListenerConfiguration], in configuration: GatehouseConfiguration
+    ) throws(Failure) {
+        var problems: [String] = []
+        for listener in listeners {
+            do {
+                try ListenProbe.check(host: listener.address.host, port: listener.address.port)
+            } catch {
+                let reason = String(cString: strerror(error.errno)).lowercased()
+                problems.append(
+                    "\(configuration.sourcePath):\(listener.line): listener.\(listener.kind.rawValue).\(listener.name): "
+                        + "cannot listen on \(listener.address) (\(listener.identifier)): \(reason)"
+                )
+            }
+        }
+        if !problems.isEmpty { throw Failure(problems.joined(separator: "\n")) }
+    }
+}
+
+/// Files in `node.run_dir`.
+public struct RunPaths: Sendable {
+    public var controlSocket: String
+    public var pidFile: String
+    /// The validated configuration text children read, so a file edited after validation never reaches them.
+    public var configurationSnapshot: String
+
+    public init(_ configuration: GatehouseConfiguration) {
+        let run = configuration.node.runDirectory
+        controlSocket = run + "/gatehouse.sock"
+        pidFile = run + "/gatehouse.pid"
+        configurationSnapshot = run + "/gatehouse.conf.active"
+    }
+}
