@@ -1,0 +1,141 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import ControlChannel
+import Foundation
+import ProcessSupport
+import Supervisor
+
+/// Sends one request to the supervisor of `options`' configuration; prints the failure and exits 1 on error.
+private func request(_ command: ControlRequest.Command, options: ConfigOption) throws -> ControlResponse {
+    let loaded = try options.load(checkFiles: false)
+    do {
+        return try ControlClientConnection(configuration: loaded.configuration).send(.init(command: command))
+    } catch {
+        Console.error("gatehouse: \(error)")
+        throw ExitCode(1)
+    }
+}
+
+struct StopCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stop", abstract: "Shut down gracefully: workers close their clients, then everything exits.")
+
+    @OptionGroup var options: ConfigOption
+
+    func run() throws {
+        let loaded = try options.load(checkFiles: false)
+        let pid = PidFile.readPid(RunPaths(loaded.configuration).pidFile)
+        let response = try request(.stop, options: options)
+        guard response.ok else {
+            Console.error("gatehouse: \(response.message ?? "stop refused")")
+            throw ExitCode(1)
+        }
+        Console.out(response.message ?? "stopping")
+        guard let pid else { return }
+        let limit = loaded.configuration.node.shutdownTimeout + .seconds(5)
+        let deadline = MonotonicInstant.now() + limit
+        while MonotonicInstant.now() < deadline {
+            if kill(pid, 0) != 0 && errno == ESRCH {
+                Console.out("stopped")
+                return
+            }
+            usleep(50_000)
+        }
+        Console.error("gatehouse: the supervisor (pid \(pid)) is still running after \(limit)")
+        throw ExitCode(1)
+    }
+}
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Show the supervisor and every child: role, slot, pid, uptime, restarts.")
+
+    @OptionGroup var options: ConfigOption
+
+    @Flag(name: .long, help: "Print JSON.")
+    var json = false
+
+    func run() throws {
+        let response = try request(.status, options: options)
+        guard let report = response.status else {
+            Console.error("gatehouse: \(response.message ?? "no status")")
+            throw ExitCode(1)
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            Console.out(String(decoding: try encoder.encode(report), as: UTF8.self))
+            return
+        }
+        Console.out("Gatehouse (config \(report.config)), \(report.workerProcesses) worker(s) configured")
+        let header = ["ROLE", "SLOT", "PID", "STATE", "UPTIME", "RESTARTS", "LAST EXIT"]
+        let rows = report.processes.map { process in
+            [
+                process.role, "\(process.slot)", process.pid == 0 ? "-" : "\(process.pid)", process.state,
+                Self.format(seconds: process.uptimeSeconds), "\(process.restarts)", process.lastExit ?? "-",
+            ]
+        }
+        let widths = header.indices.map { column in
+            ([header] + rows).map { $0[column].count }.max() ?? 0
+        }
+        for row in [header] + rows {
+            let cells = row.enumerated().map { index, cell in
+                index == row.count - 1 ? cell : cell.padding(toLength: widths[index] + 2, withPad: " ", startingAt: 0)
+            }
+            Console.out(cells.joined())
+        }
+    }
+
+    static func format(seconds: Double) -> String {
+        let total = Int(seconds)
+        if total >= 86400 { return "\(total / 86400)d\((total % 86400) / 3600)h" }
+        if total >= 3600 { return "\(total / 3600)h\((total % 3600) / 60)m" }
+        if total >= 60 { return "\(total / 60)m\(total % 60)s" }
+        return String(format: "%.1fs", seconds)
+    }
+}
+
+struct ReloadCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reload",
+        abstract: "Re-read the configuration; scale workers; an invalid file is refused and the running one stays.")
+
+    @OptionGroup var options: ConfigOption
+
+    func run() throws {
+        let response = try request(.reload, options: options)
+        if response.ok {
+            Console.out(response.message ?? "reloaded")
+        } else {
+            Console.error(response.message ?? "reload refused")
+            Console.error("gatehouse: reload refused; the running configuration stays in force")
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct RestartCommand: ParsableCommand {
+    enum Target: String, ExpressibleByArgument, CaseIterable {
+        case fetcher, workers
+    }
+
+    static let configuration = CommandConfiguration(
+        commandName: "restart",
+        abstract: "Replace the fetcher (workers and clients untouched) or every worker (one generation at a time).")
+
+    @Argument(help: "fetcher | workers")
+    var target: Target
+
+    @OptionGroup var options: ConfigOption
+
+    func run() throws {
+        let response = try request(target == .fetcher ? .restartFetcher : .restartWorkers, options: options)
+        guard response.ok else {
+            Console.error("gatehouse: \(response.message ?? "restart refused")")
+            throw ExitCode(1)
+        }
+        Console.out(response.message ?? "restarting")
+    }
+}
