@@ -21,6 +21,15 @@ struct ConfigOption: ParsableArguments {
         return String(cString: resolved)
     }
 
+    /// The run directory of the supervisor started with this file (found without validating the file).
+    func runDirectory() throws -> String {
+        let path = try resolvedPath()
+        guard let directory = RunDirectoryLocator.runDirectory(forConfigurationAt: path) else {
+            throw Failure("cannot read configuration file \(path)")
+        }
+        return directory
+    }
+
     /// Reads and validates the configuration; prints every error and exits non-zero when it is invalid.
     func load(checkFiles: Bool = true) throws -> LoadedConfiguration {
         let path = try resolvedPath()

@@ -15,6 +15,10 @@ struct ControlClientConnection {
         socketPath = RunPaths(configuration).controlSocket
     }
 
+    init(runDirectory: String) {
+        socketPath = RunPaths(runDirectory: runDirectory).controlSocket
+    }
+
     enum ConnectionError: Error, CustomStringConvertible {
         case notRunning(String)
         case io(String)

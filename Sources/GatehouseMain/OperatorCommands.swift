@@ -2,16 +2,18 @@
 import Glibc
 #endif
 import ArgumentParser
+import BrokerConfiguration
 import ControlChannel
 import Foundation
 import ProcessSupport
 import Supervisor
 
 /// Sends one request to the supervisor of `options`' configuration; prints the failure and exits 1 on error.
+/// Only the run directory is read from the file, so a broken file on disk still reaches the supervisor.
 private func request(_ command: ControlRequest.Command, options: ConfigOption) throws -> ControlResponse {
-    let loaded = try options.load(checkFiles: false)
+    let runDirectory = try options.runDirectory()
     do {
-        return try ControlClientConnection(configuration: loaded.configuration).send(.init(command: command))
+        return try ControlClientConnection(runDirectory: runDirectory).send(.init(command: command))
     } catch {
         Console.error("gatehouse: \(error)")
         throw ExitCode(1)
@@ -25,8 +27,12 @@ struct StopCommand: ParsableCommand {
     @OptionGroup var options: ConfigOption
 
     func run() throws {
-        let loaded = try options.load(checkFiles: false)
-        let pid = PidFile.readPid(RunPaths(loaded.configuration).pidFile)
+        let runDirectory = try options.runDirectory()
+        let pid = PidFile.readPid(RunPaths(runDirectory: runDirectory).pidFile)
+        let path = try options.resolvedPath()
+        let shutdownTimeout =
+            (try? ConfigurationLoader.load(path: path, options: .init(checkFiles: false)))?.node.shutdownTimeout
+            ?? .seconds(60)
         let response = try request(.stop, options: options)
         guard response.ok else {
             Console.error("gatehouse: \(response.message ?? "stop refused")")
@@ -34,7 +40,7 @@ struct StopCommand: ParsableCommand {
         }
         Console.out(response.message ?? "stopping")
         guard let pid else { return }
-        let limit = loaded.configuration.node.shutdownTimeout + .seconds(5)
+        let limit = shutdownTimeout + .seconds(5)
         let deadline = MonotonicInstant.now() + limit
         while MonotonicInstant.now() < deadline {
             if kill(pid, 0) != 0 && errno == ESRCH {

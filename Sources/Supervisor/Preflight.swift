@@ -66,7 +66,10 @@ public struct RunPaths: Sendable {
     public var configurationSnapshot: String
 
     public init(_ configuration: GatehouseConfiguration) {
-        let run = configuration.node.runDirectory
+        self.init(runDirectory: configuration.node.runDirectory)
+    }
+
+    public init(runDirectory run: String) {
         controlSocket = run + "/gatehouse.sock"
         pidFile = run + "/gatehouse.pid"
         configurationSnapshot = run + "/gatehouse.conf.active"
