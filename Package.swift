@@ -27,7 +27,17 @@ let package = Package(
         .target(name: "ProcessSupport", dependencies: ["CSystemShims"]),
         .target(name: "GatehouseLogging", dependencies: [.product(name: "Logging", package: "swift-log")]),
         .target(name: "DevelopmentPKI", dependencies: ["COpenSSL", "COpenSSLShims"]),
-        .target(name: "OpenSSLTLS", dependencies: ["COpenSSL", "COpenSSLShims"]),
+        .target(name: "MQTTCodec", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
+        .target(name: "BrokerCore", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
+        .target(name: "AccessControl", dependencies: ["COpenSSL"]),
+        .target(
+            name: "OpenSSLTLS",
+            dependencies: [
+                "COpenSSL", "COpenSSLShims",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(name: "CurlClient", dependencies: ["CCurl", "CCurlShims"]),
         .target(name: "RevocationCache", dependencies: ["ProcessSupport"]),
 
@@ -72,6 +82,17 @@ let package = Package(
         .testTarget(name: "ControlChannelTests", dependencies: ["ControlChannel"]),
         .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "ControlChannel", "ProcessSupport"]),
         .testTarget(name: "DevelopmentPKITests", dependencies: ["DevelopmentPKI", "OpenSSLTLS"]),
+        .testTarget(name: "MQTTCodecTests", dependencies: ["MQTTCodec", .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "BrokerCoreTests", dependencies: ["BrokerCore"]),
+        .testTarget(name: "AccessControlTests", dependencies: ["AccessControl"]),
+        .testTarget(
+            name: "OpenSSLTLSTests",
+            dependencies: [
+                "OpenSSLTLS", "DevelopmentPKI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
