@@ -85,6 +85,7 @@ let package = Package(
         .testTarget(name: "MQTTCodecTests", dependencies: ["MQTTCodec", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "BrokerCoreTests", dependencies: ["BrokerCore"]),
         .testTarget(name: "AccessControlTests", dependencies: ["AccessControl"]),
+        .testTarget(name: "RevocationCacheTests", dependencies: ["RevocationCache", "ProcessSupport"]),
         .testTarget(
             name: "OpenSSLTLSTests",
             dependencies: [
