@@ -1,0 +1,214 @@
+internal import COpenSSL
+internal import COpenSSLShims
+
+/// One X.509 CRL (an owned `X509_CRL *`). Immutable after init.
+///
+/// A CRL comes out of `parse` unverified. `CRLSet.load` (or `TLSContext`, for CRLs it is handed unverified) checks
+/// the signature once against a CA certificate and returns a copy that records which key signed it
+/// (`verifiedIssuer`); the per-handshake CRL check of a `TLSContext` trusts that record instead of re-hashing the
+/// whole CRL (see `CRLCheck`).
+///
+/// `@unchecked Sendable`: never mutated after init. The one lazy mutation inside OpenSSL (sorting the revoked list
+/// on the first lookup) happens under the CRL's own lock, and `parse` triggers it up front anyway.
+public final class CertificateRevocationList: @unchecked Sendable {
+    /// The owned CRL (one reference). Module-internal; never public.
+    let pointer: OpaquePointer
+    /// The CA certificate whose key verified this CRL's signature, or nil if not verified yet.
+    public let verifiedIssuer: X509Certificate?
+
+    private init(taking pointer: OpaquePointer, verifiedIssuer: X509Certificate?) {
+        self.pointer = pointer
+        self.verifiedIssuer = verifiedIssuer
+    }
+
+    deinit {
+        X509_CRL_free(pointer)
+    }
+
+    /// Every CRL in `bytes`: all PEM blocks if the input is PEM (a file may concatenate several), else exactly one
+    /// DER CRL. Each CRL's revoked list is sorted here (one lookup), so that no handshake pays for it later.
+    /// Blocking and CPU-heavy for big CRLs: call off the event loops.
+    public static func parse(_ bytes: [UInt8]) throws(OpenSSLError) -> [CertificateRevocationList] {
+        let crls = try OpenSSLInput.withMemoryBIO(bytes) { bio throws(OpenSSLError) in
+            if !OpenSSLInput.isPEM(bytes) {
+                let pointer = try openSSLObject("d2i_X509_CRL_bio", "cannot parse DER CRL") {
+                    d2i_X509_CRL_bio(bio, nil)
+                }
+                return [CertificateRevocationList(taking: pointer, verifiedIssuer: nil)]
+            }
+            var crls: [CertificateRevocationList] = []
+            while true {
+                OpenSSLErrorQueue.clear()
+                guard let pointer = PEM_read_bio_X509_CRL(bio, nil, nil, nil) else {
+                    break
+                }
+                crls.append(CertificateRevocationList(taking: pointer, verifiedIssuer: nil))
+            }
+            try PEMReading.finish(found: crls.count, what: "CRL")
+            return crls
+        }
+        for crl in crls {
+            crl.sortRevokedList()
+        }
+        return crls
+    }
+
+    /// Reads and parses a PEM or DER CRL file. Blocking: call off the event loops.
+    public static func load(file path: String) throws(OpenSSLError) -> [CertificateRevocationList] {
+        let bytes = try OpenSSLInput.readFile(path, what: "CRL file")
+        do {
+            return try parse(bytes)
+        } catch {
+            throw OpenSSLError(operation: error.operation, message: "cannot load CRL \(path)",
+                               openSSLErrors: error.openSSLErrors.isEmpty ? [error.message] : error.openSSLErrors)
+        }
+    }
+
+    /// The issuer DN, RFC 2253 style.
+    public var issuerDN: String {
+        ASN1Conversions.distinguishedName(X509_CRL_get_issuer(pointer))
+    }
+
+    /// thisUpdate (OpenSSL calls it lastUpdate), in seconds since 1970 (UTC).
+    public var thisUpdate: Int64? {
+        ASN1Conversions.unixTime(X509_CRL_get0_lastUpdate(pointer))
+    }
+
+    /// nextUpdate in seconds since 1970 (UTC), or nil if the CRL has none.
+    public var nextUpdate: Int64? {
+        ASN1Conversions.unixTime(X509_CRL_get0_nextUpdate(pointer))
+    }
+
+    /// The cRLNumber extension in decimal, if present.
+    public var crlNumber: String? {
+        guard let raw = X509_CRL_get_ext_d2i(pointer, NID_crl_number, nil, nil) else {
+            ERR_clear_error()
+            return nil
+        }
+        let number = raw.assumingMemoryBound(to: ASN1_INTEGER.self)
+        defer { ASN1_INTEGER_free(number) }
+        return ASN1Conversions.integerDecimal(number)
+    }
+
+    /// The number of revoked entries.
+    public var revokedCount: Int {
+        guard let revoked = X509_CRL_get_REVOKED(pointer) else {
+            return 0
+        }
+        return Int(max(0, COpenSSLShims_sk_X509_REVOKED_num(revoked)))
+    }
+
+    /// Whether this is a delta CRL (has the deltaCRLIndicator extension).
+    public var isDeltaCRL: Bool {
+        X509_CRL_get_ext_by_NID(pointer, NID_delta_crl, -1) >= 0
+    }
+
+    /// Whether `issuer`'s public key verifies this CRL's signature. Hashes the whole CRL: call off the event loops.
+    public func verifySignature(issuer: X509Certificate) -> Bool {
+        OpenSSLErrorQueue.clear()
+        guard let key = X509_get0_pubkey(issuer.pointer) else {
+            ERR_clear_error()
+            return false
+        }
+        let result = X509_CRL_verify(pointer, key)
+        ERR_clear_error()
+        return result == 1
+    }
+
+    /// Whether `issuer` could have issued this CRL: its subject equals the CRL issuer name.
+    public func isIssuerNameMatching(_ issuer: X509Certificate) -> Bool {
+        X509_NAME_cmp(X509_get_subject_name(issuer.pointer), X509_CRL_get_issuer(pointer)) == 0
+    }
+
+    /// Whether the CRL lists `certificate`'s serial number (and the CRL's issuer is `certificate`'s issuer).
+    public func isRevoked(_ certificate: X509Certificate) -> Bool {
+        var entry: OpaquePointer?
+        let result = X509_CRL_get0_by_cert(pointer, &entry, certificate.pointer)
+        ERR_clear_error()
+        // 1: revoked, 2: listed with reason removeFromCRL (i.e. not revoked), 0: not listed.
+        return result == 1
+    }
+
+    /// A copy sharing the same `X509_CRL` that records `issuer` as its verified signer.
+    func verified(by issuer: X509Certificate) -> CertificateRevocationList? {
+        guard X509_CRL_up_ref(pointer) == 1 else {
+            ERR_clear_error()
+            return nil
+        }
+        return CertificateRevocationList(taking: pointer, verifiedIssuer: issuer)
+    }
+
+    /// Looks up a serial once so OpenSSL sorts the revoked list now (it does so lazily on the first lookup, which
+    /// would otherwise land on some handshake: ~150 ms at a million entries).
+    private func sortRevokedList() {
+        guard let serial = ASN1_INTEGER_new() else {
+            ERR_clear_error()
+            return
+        }
+        defer { ASN1_INTEGER_free(serial) }
+        var entry: OpaquePointer?
+        _ = X509_CRL_get0_by_serial(pointer, &entry, serial)
+        ERR_clear_error()
+    }
+}
+
+/// The extension-level facts of a CRL that the per-handshake check needs, read once when a context is built.
+struct CRLScope {
+    /// IDP onlyContainsUserCerts.
+    var onlyUserCertificates = false
+    /// IDP onlyContainsCACerts.
+    var onlyCACertificates = false
+    /// IDP distributionPoint full-name URIs (empty: the CRL covers every certificate of its issuer).
+    var distributionPointURIs: [String] = []
+
+    /// Reads the issuingDistributionPoint extension. Throws a reason string for the forms we do not support
+    /// (indirect CRLs, reason-partitioned CRLs, attribute-certificate CRLs, relative distribution point names),
+    /// since accepting them could silently leave certificates unchecked.
+    init(_ crl: OpaquePointer) throws(CRLRejectionReason) {
+        if X509_CRL_get_ext_by_NID(crl, NID_delta_crl, -1) >= 0 {
+            throw CRLRejectionReason("delta CRLs are not supported")
+        }
+        var critical: Int32 = 0
+        guard let raw = X509_CRL_get_ext_d2i(crl, NID_issuing_distribution_point, &critical, nil) else {
+            ERR_clear_error()
+            if critical == -2 {
+                throw CRLRejectionReason("issuingDistributionPoint extension occurs more than once")
+            }
+            if X509_CRL_get_ext_by_NID(crl, NID_issuing_distribution_point, -1) >= 0 {
+                throw CRLRejectionReason("malformed issuingDistributionPoint extension")
+            }
+            return
+        }
+        let point = raw.assumingMemoryBound(to: ISSUING_DIST_POINT.self)
+        defer { ISSUING_DIST_POINT_free(point) }
+        if point.pointee.indirectCRL != 0 {
+            throw CRLRejectionReason("indirect CRLs are not supported")
+        }
+        if point.pointee.onlysomereasons != nil {
+            throw CRLRejectionReason("CRLs partitioned by reason (onlySomeReasons) are not supported")
+        }
+        if point.pointee.onlyattr != 0 {
+            throw CRLRejectionReason("attribute-certificate CRLs are not supported")
+        }
+        onlyUserCertificates = point.pointee.onlyuser != 0
+        onlyCACertificates = point.pointee.onlyCA != 0
+        if let name = point.pointee.distpoint {
+            guard name.pointee.type == 0 else {
+                throw CRLRejectionReason("relative distribution point names are not supported")
+            }
+            distributionPointURIs = ASN1Conversions.uniformResourceIdentifiers(in: name.pointee.name.fullname)
+            if distributionPointURIs.isEmpty {
+                throw CRLRejectionReason("issuingDistributionPoint names no URI")
+            }
+        }
+    }
+}
+
+/// A reason a CRL is not used, in words for a log line.
+struct CRLRejectionReason: Error {
+    var text: String
+
+    init(_ text: String) {
+        self.text = text
+    }
+}

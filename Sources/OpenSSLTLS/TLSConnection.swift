@@ -1,0 +1,249 @@
+internal import COpenSSL
+internal import COpenSSLShims
+import NIOCore
+
+/// What the verify callback saw for one connection: the first failed check, and the certificates involved (OpenSSL
+/// does not keep the client's certificate when its verification fails, so it is captured here). Owned by one
+/// `TLSConnection`; written only from inside that connection's `SSL_do_handshake`, on its event loop.
+final class VerificationRecord {
+    var error: Int32 = 0
+    var errorDepth: Int?
+    var errorCertificate: X509Certificate?
+    var leafCertificate: X509Certificate?
+}
+
+/// The outcome of a handshake step, in Swift terms: WANT_READ/WANT_WRITE mean incomplete, not failed.
+enum TLSHandshakeStep {
+    case complete
+    case incomplete
+    /// The handshake failed; the error queue was drained into `openSSLErrors` (first reason separately).
+    case failed(firstReason: String?, openSSLErrors: [String])
+}
+
+/// The outcome of one `SSL_read`.
+enum TLSReadStep {
+    case bytes(Int)
+    case wantMoreCiphertext
+    /// The peer sent close_notify.
+    case closeNotify
+    case failed(openSSLErrors: [String])
+}
+
+/// One server-side TLS connection: an owned `SSL *` driven over two memory BIOs (ciphertext in, ciphertext out),
+/// never touching a socket. Owned by one `TLSServerHandler` and used only on its channel's event loop; not
+/// Sendable. Holds its `TLSContext` strongly: the status callback and the store's CRL table point into it.
+final class TLSConnection {
+    /// Index of the `SSL` ex-data slot holding this connection's `VerificationRecord` (unretained).
+    static let recordIndex: Int32 = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL, 0, nil, nil, nil, nil)
+
+    private let ssl: OpaquePointer
+    /// Owned by `ssl` (SSL_set_bio); borrowed here.
+    private let readBIO: OpaquePointer
+    private let writeBIO: OpaquePointer
+    let context: TLSContext
+    let verification = VerificationRecord()
+
+    init(context: TLSContext) throws(OpenSSLError) {
+        let ssl = try openSSLObject("SSL_new", "cannot create SSL") { SSL_new(context.pointer) }
+        guard let readBIO = BIO_new(BIO_s_mem()) else {
+            SSL_free(ssl)
+            throw .drained("BIO_new", "cannot create memory BIO")
+        }
+        guard let writeBIO = BIO_new(BIO_s_mem()) else {
+            BIO_free(readBIO)
+            SSL_free(ssl)
+            throw .drained("BIO_new", "cannot create memory BIO")
+        }
+        SSL_set_bio(ssl, readBIO, writeBIO)
+        SSL_set_accept_state(ssl)
+        self.ssl = ssl
+        self.readBIO = readBIO
+        self.writeBIO = writeBIO
+        self.context = context
+        guard Self.recordIndex >= 0,
+              SSL_set_ex_data(ssl, Self.recordIndex, Unmanaged.passUnretained(verification).toOpaque()) == 1
+        else {
+            throw .drained("SSL_set_ex_data", "cannot attach verification record")
+        }
+    }
+
+    deinit {
+        SSL_free(ssl)
+    }
+
+    /// The verify callback of every context: records the first failure on the connection being verified, and
+    /// returns OpenSSL's verdict unchanged.
+    static func noteVerification(_ preverified: Int32, _ storeContext: OpaquePointer?) -> Int32 {
+        guard preverified == 0, let storeContext,
+              let rawSSL = X509_STORE_CTX_get_ex_data(storeContext, SSL_get_ex_data_X509_STORE_CTX_idx()),
+              let rawRecord = SSL_get_ex_data(OpaquePointer(rawSSL), recordIndex)
+        else {
+            return preverified
+        }
+        let record = Unmanaged<VerificationRecord>.fromOpaque(rawRecord).takeUnretainedValue()
+        if record.error == 0 {
+            record.error = X509_STORE_CTX_get_error(storeContext)
+            record.errorDepth = Int(X509_STORE_CTX_get_error_depth(storeContext))
+            record.errorCertificate = X509Certificate(retaining: X509_STORE_CTX_get_current_cert(storeContext))
+            record.leafCertificate = X509Certificate(retaining: X509_STORE_CTX_get0_cert(storeContext))
+        }
+        return preverified
+    }
+
+    // MARK: - Ciphertext in and out
+
+    /// Appends received ciphertext to the read BIO (a memory BIO takes everything).
+    func receive(_ buffer: ByteBuffer) {
+        buffer.withUnsafeReadableBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let chunk = Int32(min(bytes.count - offset, Int(Int32.max)))
+                let written = BIO_write(readBIO, bytes.baseAddress.map { $0 + offset }, chunk)
+                guard written > 0 else {
+                    break
+                }
+                offset += Int(written)
+            }
+        }
+    }
+
+    /// Received ciphertext not yet consumed by OpenSSL.
+    var bufferedCiphertextIn: Int {
+        Int(BIO_ctrl_pending(readBIO))
+    }
+
+    /// Ciphertext produced but not yet taken by `takeCiphertext`.
+    var bufferedCiphertextOut: Int {
+        Int(BIO_ctrl_pending(writeBIO))
+    }
+
+    /// Everything in the write BIO, or nil if it is empty.
+    func takeCiphertext(allocator: ByteBufferAllocator) -> ByteBuffer? {
+        let pending = Int(BIO_ctrl_pending(writeBIO))
+        guard pending > 0 else {
+            return nil
+        }
+        var buffer = allocator.buffer(capacity: pending)
+        while true {
+            let available = Int(BIO_ctrl_pending(writeBIO))
+            guard available > 0 else {
+                break
+            }
+            let read = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: available) { target in
+                let count = Int32(min(target.count, Int(Int32.max)))
+                let read = BIO_read(writeBIO, target.baseAddress, count)
+                return max(0, Int(read))
+            }
+            if read == 0 {
+                break
+            }
+        }
+        return buffer.readableBytes > 0 ? buffer : nil
+    }
+
+    // MARK: - TLS operations (error queue cleared before, SSL_get_error right after)
+
+    func doHandshake() -> TLSHandshakeStep {
+        ERR_clear_error()
+        let result = SSL_do_handshake(ssl)
+        if result == 1 {
+            return .complete
+        }
+        let error = SSL_get_error(ssl, result)
+        switch error {
+        case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
+            return .incomplete
+        default:
+            let drained = OpenSSLErrorQueue.drainWithFirstReason()
+            return .failed(firstReason: drained.firstReason, openSSLErrors: drained.all)
+        }
+    }
+
+    /// Decrypts as much as fits into `buffer`'s writable space (at least `minimum` bytes are reserved).
+    func read(into buffer: inout ByteBuffer, minimum: Int) -> TLSReadStep {
+        var sslError: Int32 = SSL_ERROR_NONE
+        let count = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: minimum) { target in
+            ERR_clear_error()
+            let result = SSL_read(ssl, target.baseAddress, Int32(min(target.count, Int(Int32.max))))
+            if result > 0 {
+                return Int(result)
+            }
+            sslError = SSL_get_error(ssl, result)
+            return 0
+        }
+        if count > 0 {
+            return .bytes(count)
+        }
+        switch sslError {
+        case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
+            return .wantMoreCiphertext
+        case SSL_ERROR_ZERO_RETURN:
+            return .closeNotify
+        default:
+            return .failed(openSSLErrors: OpenSSLErrorQueue.drain())
+        }
+    }
+
+    /// Encrypts all of `buffer` into the write BIO (a memory BIO never refuses, so writes are never partial).
+    /// Returns nil on success, else the drained error queue.
+    func write(_ buffer: ByteBuffer) -> [String]? {
+        var failure: [String]?
+        buffer.withUnsafeReadableBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let chunk = Int32(min(bytes.count - offset, Int(Int32.max)))
+                ERR_clear_error()
+                let written = SSL_write(ssl, bytes.baseAddress.map { $0 + offset }, chunk)
+                if written <= 0 {
+                    _ = SSL_get_error(ssl, written)
+                    failure = OpenSSLErrorQueue.drain()
+                    return
+                }
+                offset += Int(written)
+            }
+        }
+        return failure
+    }
+
+    /// Queues close_notify in the write BIO (does not wait for the peer's).
+    func shutdown() {
+        ERR_clear_error()
+        let result = SSL_shutdown(ssl)
+        if result < 0 {
+            _ = SSL_get_error(ssl, result)
+            ERR_clear_error()
+        }
+    }
+
+    // MARK: - Results
+
+    var negotiatedVersion: String {
+        SSL_get_version(ssl).map { String(cString: $0) } ?? ""
+    }
+
+    var negotiatedCipher: String {
+        guard let cipher = SSL_get_current_cipher(ssl), let name = SSL_CIPHER_get_name(cipher) else {
+            return ""
+        }
+        return String(cString: name)
+    }
+
+    var isSessionResumed: Bool {
+        SSL_session_reused(ssl) == 1
+    }
+
+    /// The verified client certificate after a successful handshake (also after resumption).
+    var peerCertificate: X509Certificate? {
+        X509Certificate(retaining: SSL_get0_peer_certificate(ssl))
+    }
+
+    var verifyResult: Int {
+        SSL_get_verify_result(ssl)
+    }
+}
+
+@available(*, unavailable)
+extension TLSConnection: Sendable {}
+
+@available(*, unavailable)
+extension VerificationRecord: Sendable {}

@@ -1,0 +1,271 @@
+internal import COpenSSL
+internal import COpenSSLShims
+
+/// One listener generation's server-side TLS setup: an owned `SSL_CTX` with the certificate chain and key, the CA
+/// store with its CRLs and the CRL check, the verification mode, protocol versions, ciphers, session cache and the
+/// OCSP staple. Built off the event loops (it reads files and may verify big CRLs), then shared by every connection
+/// the listener accepts until a newer generation replaces it; connections keep the context they started with.
+///
+/// Every generation has its own session cache and TLS 1.3 ticket keys, so a session issued under an older
+/// generation (an older CRL) cannot be resumed past a newer one: the client falls back to a full handshake.
+///
+/// `@unchecked Sendable`: fully configured in init and never mutated afterwards; OpenSSL allows `SSL_new` and
+/// handshakes on many threads over one unchanging `SSL_CTX` (its session cache and store lock internally).
+public final class TLSContext: @unchecked Sendable {
+    /// The owned `SSL_CTX`. Module-internal; never public.
+    let pointer: OpaquePointer
+    /// The configuration this context was built from (it also keeps the CRL objects alive).
+    public let configuration: TLSContextConfiguration
+    /// The CA certificates of `caBundlePath`, in file order.
+    public let caCertificates: [X509Certificate]
+    /// The verified CRLs in the store (also what `registry` points into).
+    public let crls: [CertificateRevocationList]
+    /// The verified CRL table the store's `check_crl` reads; must live as long as the `SSL_CTX` is used.
+    private let registry: CRLRegistry
+    /// What the status callback staples.
+    let ocspResponseDER: [UInt8]?
+
+    /// Builds the context. Blocking (file reads, key checks, CRL verification): call off the event loops.
+    public init(configuration: TLSContextConfiguration) throws(OpenSSLError) {
+        let ctx = try openSSLObject("SSL_CTX_new", "cannot create SSL_CTX") { SSL_CTX_new(TLS_server_method()) }
+        var pendingCTX: OpaquePointer? = ctx
+        defer {
+            if let pendingCTX {
+                SSL_CTX_free(pendingCTX)
+            }
+        }
+
+        try Self.configureProtocol(ctx, configuration)
+        try Self.loadIdentity(ctx, configuration)
+        let cas = try Self.loadCertificateAuthorities(ctx, configuration)
+        let (crls, registry) = try Self.loadCRLs(ctx, configuration, cas: cas)
+
+        pointer = ctx
+        self.configuration = configuration
+        caCertificates = cas
+        self.crls = crls
+        self.registry = registry
+        ocspResponseDER = configuration.ocspResponseDER
+        pendingCTX = nil
+
+        if let staple = ocspResponseDER, !staple.isEmpty {
+            // The callback runs only when the client sent status_request; its arg is this (unretained) context,
+            // which every connection's handler keeps alive.
+            COpenSSLShims_SSL_CTX_set_tlsext_status_cb(ctx) { ssl, arg in
+                guard let ssl, let arg else {
+                    return SSL_TLSEXT_ERR_NOACK
+                }
+                let context = Unmanaged<TLSContext>.fromOpaque(arg).takeUnretainedValue()
+                return context.staple(on: ssl)
+            }
+            COpenSSLShims_SSL_CTX_set_tlsext_status_arg(ctx, Unmanaged.passUnretained(self).toOpaque())
+        }
+    }
+
+    deinit {
+        SSL_CTX_free(pointer)
+    }
+
+    private func staple(on ssl: OpaquePointer) -> Int32 {
+        guard let der = ocspResponseDER, !der.isEmpty else {
+            return SSL_TLSEXT_ERR_NOACK
+        }
+        let stapled = der.withUnsafeBufferPointer { COpenSSLShims_SSL_set_ocsp_response_copy(ssl, $0.baseAddress, $0.count) }
+        if stapled != 1 {
+            ERR_clear_error()
+            return SSL_TLSEXT_ERR_NOACK
+        }
+        return SSL_TLSEXT_ERR_OK
+    }
+
+    /// Verifies `certificate` against this context's store the way a handshake verifies a client certificate
+    /// (purpose ssl_client, the store's CRL flags and check), returning the `X509_V_*` result. For tests and
+    /// measurements.
+    func verifyClientCertificate(_ certificate: X509Certificate) -> Int32 {
+        guard let store = SSL_CTX_get_cert_store(pointer), let storeContext = X509_STORE_CTX_new() else {
+            ERR_clear_error()
+            return X509_V_ERR_OUT_OF_MEM
+        }
+        defer { X509_STORE_CTX_free(storeContext) }
+        guard X509_STORE_CTX_init(storeContext, store, certificate.pointer, nil) == 1 else {
+            ERR_clear_error()
+            return X509_V_ERR_UNSPECIFIED
+        }
+        _ = X509_STORE_CTX_set_default(storeContext, "ssl_client")
+        let verified = X509_verify_cert(storeContext)
+        let error = X509_STORE_CTX_get_error(storeContext)
+        ERR_clear_error()
+        return verified == 1 ? X509_V_OK : error
+    }
+
+    // MARK: - Building
+
+    private static func configureProtocol(_ ctx: OpaquePointer, _ configuration: TLSContextConfiguration)
+        throws(OpenSSLError)
+    {
+        let versions = configuration.versions.sorted()
+        guard let lowest = versions.first, let highest = versions.last else {
+            throw OpenSSLError(operation: "SSL_CTX_set_min_proto_version", message: "tls_versions is empty")
+        }
+        func number(_ version: TLSContextConfiguration.ProtocolVersion) -> Int32 {
+            switch version {
+            case .tls1_2: TLS1_2_VERSION
+            case .tls1_3: TLS1_3_VERSION
+            }
+        }
+        try openSSLCall("SSL_CTX_set_min_proto_version", "cannot set minimum TLS version \(lowest.rawValue)") {
+            COpenSSLShims_SSL_CTX_set_min_proto_version(ctx, number(lowest))
+        }
+        try openSSLCall("SSL_CTX_set_max_proto_version", "cannot set maximum TLS version \(highest.rawValue)") {
+            COpenSSLShims_SSL_CTX_set_max_proto_version(ctx, number(highest))
+        }
+
+        _ = SSL_CTX_set_options(
+            ctx,
+            COpenSSLShims_SSL_OP_NO_RENEGOTIATION() | COpenSSLShims_SSL_OP_NO_COMPRESSION()
+                | COpenSSLShims_SSL_OP_CIPHER_SERVER_PREFERENCE()
+        )
+        _ = COpenSSLShims_SSL_CTX_set_mode(ctx, Int(SSL_MODE_RELEASE_BUFFERS))
+
+        let ciphers = configuration.cipherStrings
+        if let tls12 = ciphers.tls12 {
+            try openSSLCall("SSL_CTX_set_cipher_list", "no usable TLS 1.2 cipher in \"\(tls12)\"") {
+                SSL_CTX_set_cipher_list(ctx, tls12)
+            }
+        }
+        if let tls13 = ciphers.tls13 {
+            try openSSLCall("SSL_CTX_set_ciphersuites", "no usable TLS 1.3 ciphersuite in \"\(tls13)\"") {
+                SSL_CTX_set_ciphersuites(ctx, tls13)
+            }
+        }
+
+        let context = Array(configuration.sessionIDContext.utf8)
+        guard !context.isEmpty, context.count <= Int(SSL_MAX_SID_CTX_LENGTH) else {
+            throw OpenSSLError(operation: "SSL_CTX_set_session_id_context",
+                               message: "session id context must be 1 to \(SSL_MAX_SID_CTX_LENGTH) bytes")
+        }
+        try openSSLCall("SSL_CTX_set_session_id_context", "cannot set session id context") {
+            SSL_CTX_set_session_id_context(ctx, context, UInt32(context.count))
+        }
+        _ = COpenSSLShims_SSL_CTX_set_session_cache_mode(ctx, Int(SSL_SESS_CACHE_SERVER))
+    }
+
+    private static func loadIdentity(_ ctx: OpaquePointer, _ configuration: TLSContextConfiguration)
+        throws(OpenSSLError)
+    {
+        let chainPath = configuration.certificateChainPath
+        try openSSLCall("SSL_CTX_use_certificate_chain_file", "cannot load certificate chain \(chainPath)") {
+            SSL_CTX_use_certificate_chain_file(ctx, chainPath)
+        }
+        let key = try PrivateKey.load(file: configuration.privateKeyPath)
+        let certificate = try openSSLObject("SSL_CTX_get0_certificate", "no certificate in \(chainPath)") {
+            SSL_CTX_get0_certificate(ctx)
+        }
+        try openSSLCall("X509_check_private_key", "private key does not match certificate") {
+            X509_check_private_key(certificate, key.pointer)
+        }
+        try openSSLCall("SSL_CTX_use_PrivateKey", "cannot use private key \(configuration.privateKeyPath)") {
+            SSL_CTX_use_PrivateKey(ctx, key.pointer)
+        }
+        try openSSLCall("SSL_CTX_check_private_key", "private key does not match certificate") {
+            SSL_CTX_check_private_key(ctx)
+        }
+    }
+
+    private static func loadCertificateAuthorities(_ ctx: OpaquePointer, _ configuration: TLSContextConfiguration)
+        throws(OpenSSLError) -> [X509Certificate]
+    {
+        var mode = SSL_VERIFY_NONE
+        if configuration.verifyPeer {
+            mode = SSL_VERIFY_PEER | (configuration.failIfNoPeerCertificate ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0)
+        }
+        SSL_CTX_set_verify(ctx, mode) { preverified, storeContext in
+            TLSConnection.noteVerification(preverified, storeContext)
+        }
+
+        guard let path = configuration.caBundlePath else {
+            if configuration.verifyPeer {
+                throw OpenSSLError(operation: "SSL_CTX_get_cert_store",
+                                   message: "verify_peer needs a CA bundle (cacertfile)")
+            }
+            return []
+        }
+        let cas = try X509Certificate.load(file: path)
+        let store = try openSSLObject("SSL_CTX_get_cert_store", "cannot get certificate store") {
+            SSL_CTX_get_cert_store(ctx)
+        }
+        for ca in cas {
+            try openSSLCall("X509_STORE_add_cert", "cannot add CA \(ca.subjectDN) from \(path)") {
+                X509_STORE_add_cert(store, ca.pointer)
+            }
+        }
+        // Tell clients which CAs are acceptable (CertificateRequest certificate_authorities).
+        OpenSSLErrorQueue.clear()
+        if let names = SSL_load_client_CA_file(path) {
+            SSL_CTX_set_client_CA_list(ctx, names)
+        }
+        ERR_clear_error()
+        return cas
+    }
+
+    private static func loadCRLs(
+        _ ctx: OpaquePointer,
+        _ configuration: TLSContextConfiguration,
+        cas: [X509Certificate]
+    ) throws(OpenSSLError) -> ([CertificateRevocationList], CRLRegistry) {
+        guard configuration.isCRLCheckEnabled else {
+            return ([], CRLRegistry(records: [:]))
+        }
+        let store = try openSSLObject("SSL_CTX_get_cert_store", "cannot get certificate store") {
+            SSL_CTX_get_cert_store(ctx)
+        }
+        var crls: [CertificateRevocationList] = []
+        var records: [Int: CRLRegistry.Record] = [:]
+        for candidate in configuration.crls {
+            let crl: CertificateRevocationList
+            if let signer = candidate.verifiedIssuer, cas.contains(where: { X509_cmp($0.pointer, signer.pointer) == 0 }) {
+                crl = candidate
+            } else {
+                switch CRLSet.verify(candidate, cas: cas) {
+                case .success(let verified):
+                    crl = verified
+                case .failure(let reason):
+                    throw OpenSSLError(operation: "X509_CRL_verify",
+                                       message: "CRL of \(candidate.issuerDN) rejected: \(reason.text)")
+                }
+            }
+            guard let signer = crl.verifiedIssuer else {
+                throw OpenSSLError(operation: "X509_CRL_verify", message: "CRL of \(crl.issuerDN) is unverified")
+            }
+            let scope: CRLScope
+            do throws(CRLRejectionReason) {
+                scope = try CRLScope(crl.pointer)
+            } catch {
+                throw OpenSSLError(operation: "X509_CRL_get_ext_d2i",
+                                   message: "CRL of \(crl.issuerDN) rejected: \(error.text)")
+            }
+            try openSSLCall("X509_STORE_add_crl", "cannot add CRL of \(crl.issuerDN)") {
+                X509_STORE_add_crl(store, crl.pointer)
+            }
+            records[CRLRegistry.key(crl.pointer)] = CRLRegistry.Record(
+                signerKeyBits: signer.publicKeyBits,
+                thisUpdate: crl.thisUpdate,
+                nextUpdate: crl.nextUpdate,
+                scope: scope
+            )
+            crls.append(crl)
+        }
+        let registry = CRLRegistry(records: records)
+        guard configuration.usesOpenSSLDefaultCRLCheck || CRLCheck.install(on: store, registry: registry) else {
+            throw .drained("X509_STORE_set_ex_data", "cannot install the CRL check")
+        }
+        var flags = UInt(X509_V_FLAG_CRL_CHECK)
+        if configuration.crlCheckDepth == .chain {
+            flags |= UInt(X509_V_FLAG_CRL_CHECK_ALL)
+        }
+        try openSSLCall("X509_STORE_set_flags", "cannot enable CRL checking") {
+            X509_STORE_set_flags(store, flags)
+        }
+        return (crls, registry)
+    }
+}

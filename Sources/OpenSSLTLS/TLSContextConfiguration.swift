@@ -1,0 +1,87 @@
+/// Everything a `TLSContext` is built from: one listener's TLS settings plus the CRLs and OCSP response current at
+/// build time. A plain value; Sendable. Changing it has no effect on contexts already built.
+public struct TLSContextConfiguration: Sendable {
+    /// A TLS protocol version a listener may negotiate (`tls_versions`).
+    public enum ProtocolVersion: String, Sendable, Hashable, CaseIterable, Comparable {
+        case tls1_2 = "tlsv1.2"
+        case tls1_3 = "tlsv1.3"
+
+        public static func < (lhs: Self, rhs: Self) -> Bool {
+            lhs == .tls1_2 && rhs == .tls1_3
+        }
+    }
+
+    /// Which certificates of a client's chain must have a current CRL (`crl_check_depth`).
+    public enum CRLCheckDepth: String, Sendable, Hashable {
+        /// Only the client certificate (OpenSSL `X509_V_FLAG_CRL_CHECK`).
+        case leaf
+        /// Every certificate of the chain, so every CA level needs a CRL from its issuer
+        /// (`X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL`).
+        case chain
+    }
+
+    /// PEM file with the server certificate first, then its intermediates.
+    public var certificateChainPath: String
+    /// PEM or DER file with the server's unencrypted private key.
+    public var privateKeyPath: String
+    /// PEM file with the CA certificates client certificates are verified against (`cacertfile`).
+    public var caBundlePath: String?
+    /// Ask for and verify a client certificate (`verify = verify_peer`).
+    public var verifyPeer: Bool
+    /// Refuse clients that send no certificate (`fail_if_no_peer_cert = true`). Only meaningful with `verifyPeer`.
+    public var failIfNoPeerCertificate: Bool
+    /// The versions to offer; must be contiguous (both, or one of them).
+    public var versions: Set<ProtocolVersion>
+    /// OpenSSL cipher names. Names starting with `TLS_` are TLS 1.3 ciphersuites; the rest form the TLS 1.2 cipher
+    /// string. Empty: OpenSSL's defaults. A group left empty keeps its defaults.
+    public var ciphers: [String]
+    /// The session id context (at most 32 bytes). Required for resumption when client certificates are verified.
+    public var sessionIDContext: String
+    /// Check client certificates against `crls`; with no usable CRL for an issuer the handshake is refused.
+    public var isCRLCheckEnabled: Bool
+    /// Which chain levels are checked when `isCRLCheckEnabled`.
+    public var crlCheckDepth: CRLCheckDepth
+    /// Every CRL that applies to the CAs, ideally from `CRLSet.load` (already verified). Unverified CRLs are
+    /// verified against the CA bundle when the context is built, and the build fails if one does not verify.
+    public var crls: [CertificateRevocationList]
+    /// A DER OCSP response for the server certificate, stapled when a client sends status_request.
+    public var ocspResponseDER: [UInt8]?
+    /// Measurement switch for tests: keep OpenSSL's own per-handshake CRL check (re-verifies every CRL signature on
+    /// every handshake) instead of `CRLCheck`. Never set in production.
+    var usesOpenSSLDefaultCRLCheck = false
+
+    public init(
+        certificateChainPath: String,
+        privateKeyPath: String,
+        caBundlePath: String? = nil,
+        verifyPeer: Bool = true,
+        failIfNoPeerCertificate: Bool = true,
+        versions: Set<ProtocolVersion> = [.tls1_2, .tls1_3],
+        ciphers: [String] = [],
+        sessionIDContext: String = "gatehouse",
+        isCRLCheckEnabled: Bool = false,
+        crlCheckDepth: CRLCheckDepth = .leaf,
+        crls: [CertificateRevocationList] = [],
+        ocspResponseDER: [UInt8]? = nil
+    ) {
+        self.certificateChainPath = certificateChainPath
+        self.privateKeyPath = privateKeyPath
+        self.caBundlePath = caBundlePath
+        self.verifyPeer = verifyPeer
+        self.failIfNoPeerCertificate = failIfNoPeerCertificate
+        self.versions = versions
+        self.ciphers = ciphers
+        self.sessionIDContext = sessionIDContext
+        self.isCRLCheckEnabled = isCRLCheckEnabled
+        self.crlCheckDepth = crlCheckDepth
+        self.crls = crls
+        self.ocspResponseDER = ocspResponseDER
+    }
+
+    /// `ciphers` split into the TLS 1.2 cipher string and the TLS 1.3 ciphersuites string (nil: keep defaults).
+    var cipherStrings: (tls12: String?, tls13: String?) {
+        let tls13 = ciphers.filter { $0.hasPrefix("TLS_") }
+        let tls12 = ciphers.filter { !$0.hasPrefix("TLS_") && !$0.isEmpty }
+        return (tls12.isEmpty ? nil : tls12.joined(separator: ":"), tls13.isEmpty ? nil : tls13.joined(separator: ":"))
+    }
+}

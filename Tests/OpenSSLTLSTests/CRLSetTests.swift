@@ -1,0 +1,135 @@
+import Foundation
+import OpenSSLTLS
+import Testing
+
+@Suite("CRLSet and CertificateRevocationList")
+struct CRLSetTests {
+    let pki: TestPKI
+
+    init() throws {
+        pki = try TestPKI.shared()
+    }
+
+    @Test("PEM and DER CRLs load with the same facts")
+    func pemAndDER() throws {
+        let cas = try X509Certificate.load(file: pki.caBundle)
+        let result = CRLSet.load(files: [pki.rootRevokedCRL, pki.rootRevokedCRLDER], cas: cas)
+        #expect(result.rejected.isEmpty)
+        try #require(result.usable.count == 2)
+        for crl in result.usable {
+            #expect(crl.issuerDN == pki.rootSubjectDN)
+            #expect(crl.revokedCount == 1)
+            #expect(crl.crlNumber != nil)
+            #expect(crl.verifiedIssuer?.subjectDN == pki.rootSubjectDN)
+            let thisUpdate = try #require(crl.thisUpdate)
+            let nextUpdate = try #require(crl.nextUpdate)
+            #expect(nextUpdate > thisUpdate)
+            #expect(crl.isRevoked(try TestHelpers.certificate(pki.revokedClient)))
+            #expect(!crl.isRevoked(try TestHelpers.certificate(pki.goodClient)))
+        }
+    }
+
+    @Test("a PEM file may hold several CRLs")
+    func severalCRLsInOneFile() throws {
+        let combined = pki.directory + "/combined-\(UUID().uuidString.prefix(6)).crl.pem"
+        let first = try Data(contentsOf: URL(fileURLWithPath: pki.rootRevokedCRL))
+        let second = try Data(contentsOf: URL(fileURLWithPath: pki.intermediateCRL))
+        try (first + second).write(to: URL(fileURLWithPath: combined))
+        let result = CRLSet.load(files: [combined], cas: try X509Certificate.load(file: pki.caBundle))
+        #expect(result.rejected.isEmpty)
+        #expect(result.usable.map(\.issuerDN) == [pki.rootSubjectDN, "O=Gatehouse,CN=Gatehouse Test Intermediate"])
+    }
+
+    @Test("a CRL signed by the wrong key is rejected with a reason")
+    func wrongKey() throws {
+        let result = CRLSet.load(files: [pki.wrongKeyCRL], cas: try X509Certificate.load(file: pki.caBundle))
+        #expect(result.usable.isEmpty)
+        let rejection = try #require(result.rejected.first)
+        #expect(rejection.path == pki.wrongKeyCRL)
+        #expect(rejection.reason.contains("signature does not verify"), "\(rejection.reason)")
+    }
+
+    @Test("a CRL from an issuer that is not among the CAs is rejected")
+    func unknownIssuer() throws {
+        let result = CRLSet.load(files: [pki.intermediateCRL], cas: [try TestHelpers.certificate(pki.root)])
+        #expect(result.usable.isEmpty)
+        #expect(result.rejected.first?.reason.contains("no CA certificate matches issuer") == true)
+    }
+
+    @Test("unreadable and malformed files are rejected")
+    func malformed() throws {
+        let garbage = pki.directory + "/garbage-\(UUID().uuidString.prefix(6)).crl"
+        try Data("not a CRL at all".utf8).write(to: URL(fileURLWithPath: garbage))
+        let result = CRLSet.load(files: [garbage, pki.directory + "/missing.crl"],
+                                 cas: try X509Certificate.load(file: pki.caBundle))
+        #expect(result.usable.isEmpty)
+        #expect(result.rejected.map(\.path) == [garbage, pki.directory + "/missing.crl"])
+        #expect(result.rejected.allSatisfy { !$0.reason.isEmpty })
+    }
+
+    @Test("an expired CRL still loads (the handshake refuses with 'CRL has expired')")
+    func expiredLoads() throws {
+        let result = CRLSet.load(files: [pki.rootExpiredCRL], cas: try X509Certificate.load(file: pki.caBundle))
+        #expect(result.rejected.isEmpty)
+        let crl = try #require(result.usable.first)
+        #expect(crl.nextUpdate == 1_577_923_200)
+    }
+}
+
+@Suite("X509Certificate and TLSContext")
+struct X509CertificateAndContextTests {
+    let pki: TestPKI
+
+    init() throws {
+        pki = try TestPKI.shared()
+    }
+
+    @Test("certificate fields")
+    func fields() throws {
+        let server = try TestHelpers.certificate(pki.server)
+        #expect(server.subjectDN == "O=Gatehouse,CN=localhost")
+        #expect(server.commonName == "localhost")
+        #expect(server.issuerDN == pki.rootSubjectDN)
+        #expect(server.serialHex == "01000010")
+        #expect(server.crlDistributionPointURLs == ["http://127.0.0.1:1/root.crl"])
+        #expect(server.ocspResponderURLs == ["http://127.0.0.1:1/ocsp"])
+        #expect(!server.isCertificateAuthority)
+        let notBefore = try #require(server.notBefore)
+        let notAfter = try #require(server.notAfter)
+        #expect(notAfter - notBefore >= 29 * 86_400)
+
+        let der = try X509Certificate(derBytes: server.derBytes)
+        #expect(der.subjectDN == server.subjectDN)
+        let root = try TestHelpers.certificate(pki.root)
+        #expect(root.isCertificateAuthority)
+        #expect(root.isSelfIssued)
+        #expect(try X509Certificate.load(file: pki.caBundle).count == 2)
+    }
+
+    @Test("context build errors are clear")
+    func contextErrors() throws {
+        let missing = TLSContextConfiguration(certificateChainPath: "/nonexistent/chain.pem",
+                                              privateKeyPath: pki.serverKey, caBundlePath: pki.caBundle)
+        #expect {
+            _ = try TLSContext(configuration: missing)
+        } throws: { error in
+            (error as? OpenSSLError)?.description.hasPrefix("cannot load certificate chain /nonexistent/chain.pem") == true
+        }
+        let mismatched = TLSContextConfiguration(certificateChainPath: pki.server,
+                                                 privateKeyPath: pki.goodClientKey, caBundlePath: pki.caBundle)
+        #expect {
+            _ = try TLSContext(configuration: mismatched)
+        } throws: { error in
+            (error as? OpenSSLError)?.message == "private key does not match certificate"
+        }
+        var badCiphers = TLSContextConfiguration(certificateChainPath: pki.server, privateKeyPath: pki.serverKey,
+                                                 caBundlePath: pki.caBundle)
+        badCiphers.ciphers = ["NO-SUCH-CIPHER"]
+        #expect(throws: OpenSSLError.self) {
+            _ = try TLSContext(configuration: badCiphers)
+        }
+        var goodCiphers = badCiphers
+        goodCiphers.ciphers = ["ECDHE-ECDSA-AES256-GCM-SHA384", "TLS_AES_256_GCM_SHA384"]
+        _ = try TLSContext(configuration: goodCiphers)
+    }
+}
