@@ -1,0 +1,319 @@
+import BrokerCore
+import Logging
+import MQTTCodec
+import NIOCore
+import ProcessSupport
+
+/// One worker's MQTT broker: sessions by client id, the subscription tree, retained messages, and routing.
+///
+/// Owns no sockets: connections reach it through `ConnectionController`s, time through a `BrokerScheduler`.
+/// Confined to the worker's event loop (one thread), so it needs no locks.
+public final class Broker {
+    public internal(set) var settings: BrokerSettings
+    public internal(set) var access: AccessPolicy
+    let scheduler: any BrokerScheduler
+    let logger: Logger
+
+    var sessions: [String: Session] = [:]
+    var subscriptions = SubscriptionTree<String, SubscriptionEntry>()
+    var retained = RetainedStore<RetainedMessage>()
+    /// Controllers with packets written since the last flush (see `flushPending`).
+    var pendingFlush: [ObjectIdentifier: ConnectionController] = [:]
+    private var matches = SubscriptionTree<String, SubscriptionEntry>.Matches()
+    private var assignedIdentifierCounter: UInt64 = 0
+    public private(set) var statistics = Statistics()
+
+    /// Counters for status and metrics.
+    public struct Statistics: Sendable, Equatable {
+        public var messagesReceived = 0
+        public var messagesSent = 0
+        public var messagesDropped = 0
+        public var connections = 0
+    }
+
+    public init(settings: BrokerSettings, access: AccessPolicy, scheduler: any BrokerScheduler, logger: Logger) {
+        self.settings = settings
+        self.access = access
+        self.scheduler = scheduler
+        self.logger = logger
+    }
+
+    /// New limits and access rules (reload). Live sessions keep their negotiated limits.
+    public func update(settings: BrokerSettings, access: AccessPolicy) {
+        self.settings = settings
+        self.access = access
+    }
+
+    public var sessionCount: Int { sessions.count }
+    public var retainedCount: Int { retained.count }
+    public var subscriptionCount: Int { subscriptions.count }
+
+    /// Writes everything queued on every connection since the last call: one flush per connection per batch of
+    /// input, however many messages were routed to it.
+    public func flushPending() {
+        guard !pendingFlush.isEmpty else { return }
+        let controllers = pendingFlush.values
+        pendingFlush.removeAll(keepingCapacity: true)
+        for controller in controllers { controller.flushNow() }
+    }
+
+    func needsFlush(_ controller: ConnectionController) {
+        pendingFlush[ObjectIdentifier(controller)] = controller
+    }
+
+    // MARK: Sessions
+
+    /// A fresh client identifier for MQTT 5 clients (and 3.1.1 clean sessions) that sent none.
+    func assignClientIdentifier() -> String {
+        assignedIdentifierCounter += 1
+        var random = SystemRandomNumberGenerator()
+        let suffix = String(random.next() as UInt64, radix: 36)
+        return "gatehouse-\(assignedIdentifierCounter)-\(suffix)"
+    }
+
+    /// Attaches a connection to the session of `clientID`: takes over a connected one, resumes or discards an
+    /// existing one per `cleanStart`. Returns the session and whether it was present.
+    func attach(
+        _ controller: ConnectionController, clientID: String, cleanStart: Bool, version: MQTTProtocolVersion,
+        expiryInterval: UInt32, username: String?
+    ) -> (Session, sessionPresent: Bool) {
+        var existing = sessions[clientID]
+        if let session = existing, let previous = session.controller {
+            // Takeover: the old connection goes, its will only if its session ends now (as Mosquitto does).
+            let sessionEnds = cleanStart || session.expiryInterval == 0
+            previous.takenOver()
+            session.controller = nil
+            if sessionEnds, let will = session.will {
+                session.will = nil
+                publish(will.message)
+            }
+            session.will = nil
+            logger.info(
+                "client taken over", metadata: ["mqtt.client_id": "\(clientID)", "tls.peer": "\(previous.peerDescription)"])
+        }
+        if let session = existing {
+            session.expiryTimer?.cancel()
+            session.expiryTimer = nil
+            if let pending = session.willTimer {
+                // Reconnected within the will delay: the will is not sent (§3.1.3.2.2).
+                pending.cancel()
+                session.willTimer = nil
+                session.will = nil
+            }
+            if cleanStart {
+                discard(session)
+                existing = nil
+            }
+        }
+        let window = min(controller.clientReceiveMaximum, settings.maximumInflight)
+        if let session = existing {
+            session.protocolVersion = version
+            session.username = username
+            session.expiryInterval = expiryInterval
+            session.outbound.window = max(1, window)
+            session.outbound.queueLimit = settings.maximumQueuedMessages
+            session.controller = controller
+            return (session, true)
+        }
+        let session = Session(
+            clientID: clientID, protocolVersion: version, window: window, queueLimit: settings.maximumQueuedMessages)
+        session.username = username
+        session.expiryInterval = expiryInterval
+        session.controller = controller
+        sessions[clientID] = session
+        return (session, false)
+    }
+
+    /// The connection of `session` is gone. `publishWill`: it ended without a normal DISCONNECT.
+    func detach(_ session: Session, controller: ConnectionController, publishWill: Bool) {
+        guard session.controller === controller else { return }
+        session.controller = nil
+        pendingFlush.removeValue(forKey: ObjectIdentifier(controller))
+        if publishWill, let will = session.will {
+            let delay = min(will.delay, session.expiryInterval)
+            if delay == 0 {
+                session.will = nil
+                publish(will.message)
+            } else {
+                session.willTimer = scheduler.schedule(after: .seconds(Int64(delay))) { [weak self, weak session] in
+                    guard let self, let session, let will = session.will else { return }
+                    session.will = nil
+                    session.willTimer = nil
+                    self.publish(will.message)
+                    self.flushPending()
+                }
+            }
+        } else {
+            session.will = nil
+        }
+        if session.expiryInterval == 0 {
+            end(session)
+        } else if session.expiryInterval != UInt32.max {
+            session.expiryTimer = scheduler.schedule(after: .seconds(Int64(session.expiryInterval))) {
+                [weak self, weak session] in
+                guard let self, let session, !session.isOnline else { return }
+                self.logger.debug("session expired", metadata: ["mqtt.client_id": "\(session.clientID)"])
+                self.end(session)
+                self.flushPending()
+            }
+        }
+    }
+
+    /// The session is over: a pending will goes out now, subscriptions and queued messages go away.
+    func end(_ session: Session) {
+        if let will = session.will {
+            session.willTimer?.cancel()
+            session.willTimer = nil
+            session.will = nil
+            publish(will.message)
+        }
+        discard(session)
+    }
+
+    private func discard(_ session: Session) {
+        session.expiryTimer?.cancel()
+        session.expiryTimer = nil
+        subscriptions.removeAll(subscriber: session.clientID)
+        session.subscriptionCount = 0
+        session.outbound.reset()
+        session.inboundQoS2.removeAll()
+        if sessions[session.clientID] === session {
+            sessions.removeValue(forKey: session.clientID)
+        }
+    }
+
+    // MARK: Publishing
+
+    /// Routes a message to every matching subscription, and updates the retained store when it is retained.
+    func publish(_ message: ApplicationMessage) {
+        statistics.messagesReceived += 1
+        if message.retain && settings.retainAvailable {
+            if let topic = try? TopicName(message.topic) {
+                if message.payload.readableBytes == 0 {
+                    _ = retained.remove(topic: topic)
+                } else {
+                    _ = retained.set(topic: topic, message: RetainedMessage(message))
+                }
+            }
+        }
+        guard let topic = try? TopicName(message.topic) else { return }
+        // Reuse one match buffer; a publish nested in a delivery (a will) gets a fresh one.
+        var matches = self.matches
+        self.matches = .init()
+        defer {
+            matches.removeAll()
+            self.matches = matches
+        }
+        subscriptions.match(topic: topic, into: &matches)
+        if matches.isEmpty { return }
+        let now = scheduler.now
+
+        // Ordinary subscriptions: one delivery per subscriber, at the highest QoS of its matching subscriptions,
+        // with every matching subscription identifier (§3.3.4). No Local subscriptions of the publisher don't count.
+        var merged: [(subscriber: String, qos: QoS, retainAsPublished: Bool, identifiers: [Int])] = []
+        var positions: [String: Int] = [:]
+        for match in matches.subscriptions {
+            let options = match.options.options
+            if options.noLocal && match.subscriber == message.publisher { continue }
+            if let position = positions[match.subscriber] {
+                merged[position].qos = max(merged[position].qos, options.qos)
+                merged[position].retainAsPublished = merged[position].retainAsPublished || options.retainAsPublished
+                if let identifier = match.options.identifier { merged[position].identifiers.append(identifier) }
+            } else {
+                positions[match.subscriber] = merged.count
+                merged.append(
+                    (match.subscriber, options.qos, options.retainAsPublished, match.options.identifier.map { [$0] } ?? []))
+            }
+        }
+        for entry in merged {
+            guard let session = sessions[entry.subscriber] else { continue }
+            deliver(
+                message, to: session, maximumQoS: entry.qos,
+                retain: entry.retainAsPublished && message.retain, identifiers: entry.identifiers, now: now)
+        }
+
+        // Shared groups: one member each, round robin, preferring members that are online.
+        for group in matches.sharedGroups {
+            let member =
+                subscriptions.nextSharedMember(of: group) { self.sessions[$0.subscriber]?.isOnline == true }
+                ?? subscriptions.nextSharedMember(of: group) { self.sessions[$0.subscriber] != nil }
+            guard let member, let session = sessions[member.subscriber] else { continue }
+            if member.options.options.noLocal && member.subscriber == message.publisher { continue }
+            deliver(
+                message, to: session, maximumQoS: member.options.options.qos,
+                retain: member.options.options.retainAsPublished && message.retain,
+                identifiers: member.options.identifier.map { [$0] } ?? [], now: now)
+        }
+    }
+
+    func deliver(
+        _ message: ApplicationMessage, to session: Session, maximumQoS: QoS, retain: Bool, identifiers: [Int],
+        now: MonotonicInstant
+    ) {
+        guard access.canReceive(topic: message.topic, clientID: session.clientID, username: session.username) else {
+            return
+        }
+        let delivery = OutboundFlow.Delivery(
+            message: message, qos: min(message.qos, maximumQoS), retain: retain, subscriptionIdentifiers: identifiers)
+        let dropped = session.outbound.droppedCount
+        let outputs = session.outbound.enqueue(delivery, isOnline: session.isOnline, now: now)
+        if session.outbound.droppedCount != dropped {
+            statistics.messagesDropped += session.outbound.droppedCount - dropped
+            logger.debug(
+                "queue full, dropped the oldest message",
+                metadata: ["mqtt.client_id": "\(session.clientID)", "mqtt.queue_limit": "\(session.outbound.queueLimit)"])
+        }
+        if let controller = session.controller, !outputs.isEmpty {
+            controller.write(outputs, now: now)
+        }
+    }
+
+    // MARK: Subscriptions
+
+    /// Adds or replaces one subscription; returns whether it is new (for Retain Handling 1).
+    func subscribe(_ session: Session, filter: TopicFilter, entry: SubscriptionEntry) -> Bool {
+        let isNew = subscriptions.subscribe(filter, subscriber: session.clientID, options: entry)
+        if isNew { session.subscriptionCount += 1 }
+        return isNew
+    }
+
+    func unsubscribe(_ session: Session, filter: TopicFilter) -> Bool {
+        let existed = subscriptions.unsubscribe(filter, subscriber: session.clientID)
+        if existed { session.subscriptionCount -= 1 }
+        return existed
+    }
+
+    /// Sends the retained messages matching a new subscription, flagged retained (§3.3.1.3).
+    func sendRetained(to session: Session, filter: TopicFilter, maximumQoS: QoS, identifier: Int?) {
+        let now = scheduler.now
+        var expired: [TopicName] = []
+        retained.forEachMatch(filter: filter) { topic, stored in
+            if stored.message.isExpired(at: now) {
+                expired.append(topic)
+                return
+            }
+            deliver(
+                stored.message, to: session, maximumQoS: maximumQoS, retain: true,
+                identifiers: identifier.map { [$0] } ?? [], now: now)
+        }
+        for topic in expired { _ = retained.remove(topic: topic) }
+    }
+
+    func countSent(_ count: Int) {
+        statistics.messagesSent += count
+    }
+
+    func connectionOpened() { statistics.connections += 1 }
+    func connectionClosed() { statistics.connections -= 1 }
+}
+
+/// A retained message with its size, for the store's byte count.
+struct RetainedMessage: RetainedMessageSizing {
+    var message: ApplicationMessage
+
+    init(_ message: ApplicationMessage) {
+        self.message = message
+    }
+
+    var retainedByteCount: Int { message.payload.readableBytes + message.topic.utf8.count }
+}

@@ -1,0 +1,27 @@
+import MQTTCodec
+import ProcessSupport
+
+/// A network connection as the broker sees it. Implemented by the worker's NIO handler; tests use a recorder.
+/// Used from the broker's event loop only.
+public protocol MQTTClientConnection: AnyObject {
+    /// `tcp:external 127.0.0.1:53211`, for logs.
+    var peerDescription: String { get }
+    /// Queues a packet for writing (encoded at the connection's protocol version).
+    func send(_ packet: MQTTPacket)
+    /// Writes what was queued.
+    func flush()
+    /// Flushes and closes the connection. Idempotent.
+    func close()
+}
+
+/// Timers, so the broker can be driven by a NIO event loop in the worker and by a manual clock in tests.
+public protocol BrokerScheduler: AnyObject {
+    var now: MonotonicInstant { get }
+    /// Runs `work` on the broker's loop after `delay`.
+    func schedule(after delay: Duration, _ work: @escaping () -> Void) -> any ScheduledWork
+}
+
+/// A timer that can be cancelled.
+public protocol ScheduledWork: AnyObject {
+    func cancel()
+}

@@ -1,0 +1,42 @@
+import BrokerConfiguration
+import MQTTCodec
+
+/// The limits and switches of one broker, from the `mqtt.*` keys. A value; a reload hands a new one.
+public struct BrokerSettings: Sendable, Equatable {
+    public var maximumPacketSize: Int
+    /// Our Receive Maximum, and the cap on unacknowledged QoS 1/2 messages we send to one client.
+    public var maximumInflight: Int
+    public var maximumQueuedMessages: Int
+    public var retainAvailable: Bool
+    public var maximumSessionExpiryInterval: UInt32
+    public var maximumTopicAlias: UInt16
+    public var sharedSubscriptionAvailable: Bool
+    /// How long a new connection may take to send CONNECT.
+    public var connectTimeout: Duration
+
+    public init(
+        maximumPacketSize: Int = 1 << 20, maximumInflight: Int = 32, maximumQueuedMessages: Int = 1000,
+        retainAvailable: Bool = true, maximumSessionExpiryInterval: UInt32 = 7200, maximumTopicAlias: UInt16 = 65535,
+        sharedSubscriptionAvailable: Bool = true, connectTimeout: Duration = .seconds(10)
+    ) {
+        self.maximumPacketSize = maximumPacketSize
+        self.maximumInflight = maximumInflight
+        self.maximumQueuedMessages = maximumQueuedMessages
+        self.retainAvailable = retainAvailable
+        self.maximumSessionExpiryInterval = maximumSessionExpiryInterval
+        self.maximumTopicAlias = maximumTopicAlias
+        self.sharedSubscriptionAvailable = sharedSubscriptionAvailable
+        self.connectTimeout = connectTimeout
+    }
+
+    public init(_ settings: MQTTSettings) {
+        self.init(
+            maximumPacketSize: settings.maxPacketSize,
+            maximumInflight: settings.maxInflight,
+            maximumQueuedMessages: settings.maxQueuedMessages,
+            retainAvailable: settings.retainAvailable,
+            maximumSessionExpiryInterval: UInt32(clamping: settings.maxSessionExpiryInterval.components.seconds),
+            maximumTopicAlias: UInt16(clamping: settings.maxTopicAlias),
+            sharedSubscriptionAvailable: settings.sharedSubscription)
+    }
+}

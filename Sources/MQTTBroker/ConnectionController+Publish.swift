@@ -1,0 +1,130 @@
+import BrokerCore
+import MQTTCodec
+import NIOCore
+import ProcessSupport
+
+extension ConnectionController {
+    /// PUBLISH from the client (§3.3): resolve the topic alias, check the ACL and limits, route, acknowledge.
+    func handlePublish(_ publish: PublishPacket, session: Session) {
+        var topic = publish.topic
+        if let alias = publish.properties.topicAlias {
+            guard alias > 0, alias <= broker.settings.maximumTopicAlias else {
+                protocolViolation(.topicAliasInvalid, "topic alias \(alias) outside 1…\(broker.settings.maximumTopicAlias)")
+                return
+            }
+            if topic.isEmpty {
+                guard let known = inboundTopicAliases[alias] else {
+                    protocolViolation(.protocolError, "topic alias \(alias) was never set")
+                    return
+                }
+                topic = known
+            } else {
+                inboundTopicAliases[alias] = topic
+            }
+        }
+        if publish.retain && !broker.settings.retainAvailable {
+            protocolViolation(.retainNotSupported, "retained messages are not available")
+            return
+        }
+        if publish.qos == .exactlyOnce, let identifier = publish.packetIdentifier {
+            if session.inboundQoS2.contains(identifier) {
+                // A DUP of a message already received: answer again, do not route again (§4.3.3).
+                send(.pubrec(PubRecPacket(packetIdentifier: identifier)))
+                return
+            }
+            if session.inboundQoS2.count >= broker.settings.maximumInflight && protocolVersion == .v5 {
+                protocolViolation(.receiveMaximumExceeded, "more unacknowledged QoS 2 messages than Receive Maximum")
+                return
+            }
+        }
+
+        let allowed = broker.access.canPublish(topic: topic, clientID: clientID, username: username)
+        if allowed {
+            let message = ApplicationMessage(
+                publish: publish, topic: topic, publisher: clientID, now: broker.scheduler.now)
+            broker.publish(message)
+        } else {
+            logger.info("publish denied by ACL", metadata: ["mqtt.topic": "\(topic)"])
+        }
+        let reason: ReasonCode = allowed || protocolVersion != .v5 ? .success : .notAuthorized
+        switch publish.qos {
+        case .atMostOnce:
+            break
+        case .atLeastOnce:
+            if let identifier = publish.packetIdentifier {
+                send(.puback(PubAckPacket(packetIdentifier: identifier, reasonCode: reason)))
+            }
+        case .exactlyOnce:
+            if let identifier = publish.packetIdentifier {
+                if !reason.isFailure { session.inboundQoS2.insert(identifier) }
+                send(.pubrec(PubRecPacket(packetIdentifier: identifier, reasonCode: reason)))
+            }
+        }
+    }
+
+    /// Puts what the session's outbound flow decided on the wire (flushed with the rest of the batch).
+    func write(_ outputs: [OutboundFlow.Output], now: MonotonicInstant) {
+        guard !outputs.isEmpty, case .connected(let session) = state else { return }
+        var sent = 0
+        for output in outputs {
+            switch output {
+            case .pubrel(let identifier):
+                connection.send(.pubrel(PubRelPacket(packetIdentifier: identifier)))
+            case .publish(let delivery, let identifier, let dup):
+                if let packet = makePublish(delivery, packetIdentifier: identifier, dup: dup, now: now) {
+                    connection.send(.publish(packet))
+                    sent += 1
+                } else if let identifier {
+                    // Too large for the client: dropped as if delivered (§3.1.2.25), and its window slot freed.
+                    let next =
+                        delivery.qos == .atLeastOnce
+                        ? session.outbound.acknowledged(identifier, now: now)
+                        : session.outbound.received(identifier, failed: true, now: now)
+                    write(next, now: now)
+                }
+            }
+        }
+        broker.countSent(sent)
+        markPending()
+    }
+
+    /// The PUBLISH for one delivery, or nil when it would exceed the client's Maximum Packet Size.
+    private func makePublish(
+        _ delivery: OutboundFlow.Delivery, packetIdentifier: UInt16?, dup: Bool, now: MonotonicInstant
+    ) -> PublishPacket? {
+        let message = delivery.message
+        var packet = PublishPacket(
+            topic: message.topic, payload: message.payload, qos: delivery.qos, retain: delivery.retain, dup: dup,
+            packetIdentifier: packetIdentifier)
+        if protocolVersion == .v5 {
+            var properties = message.properties
+            if let remaining = message.remainingExpiry(at: now) {
+                properties.messageExpiryInterval = remaining
+            }
+            if !delivery.subscriptionIdentifiers.isEmpty {
+                properties.subscriptionIdentifiers = delivery.subscriptionIdentifiers.map { UInt32(clamping: $0) }
+            }
+            if clientTopicAliasMaximum > 0 {
+                if let alias = outboundTopicAliases[message.topic] {
+                    properties.topicAlias = alias
+                    packet.topic = ""
+                } else if outboundTopicAliases.count < Int(clientTopicAliasMaximum) {
+                    let alias = UInt16(outboundTopicAliases.count + 1)
+                    outboundTopicAliases[message.topic] = alias
+                    properties.topicAlias = alias
+                }
+            }
+            packet.properties = properties
+            if clientMaximumPacketSize < Int(UInt32.max),
+                MQTTEncoder.encodedSize(packet, version: protocolVersion) > clientMaximumPacketSize
+            {
+                logger.debug(
+                    "message larger than the client's maximum packet size, dropped",
+                    metadata: ["mqtt.topic": "\(message.topic)"])
+                return nil
+            }
+        }
+        return packet
+    }
+}
+

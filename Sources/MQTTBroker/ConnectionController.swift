@@ -1,0 +1,278 @@
+import Logging
+import MQTTCodec
+import NIOCore
+import ProcessSupport
+
+/// One client connection's MQTT protocol logic: CONNECT and authentication, keep-alive, topic aliases, flow
+/// control, the inbound QoS flows, and writing what the broker routes to it. The NIO handler feeds it decoded
+/// packets and closes; everything else lives here, on the broker's event loop.
+public final class ConnectionController {
+    enum State {
+        case awaitingConnect
+        case connected(Session)
+        case closed
+    }
+
+    /// What the TLS layer learned from a verified client certificate (`peer_cert_as_username/clientid`).
+    public struct CertificateIdentity: Sendable, Equatable {
+        public var username: String?
+        public var clientID: String?
+
+        public init(username: String?, clientID: String?) {
+            self.username = username
+            self.clientID = clientID
+        }
+    }
+
+    let broker: Broker
+    let connection: any MQTTClientConnection
+    let listenerAllowsAnonymous: Bool?
+    var certificateIdentity: CertificateIdentity?
+    var logger: Logger
+    var state: State = .awaitingConnect
+    public internal(set) var protocolVersion: MQTTProtocolVersion = .v3_1_1
+    var clientID = ""
+    var username: String?
+
+    // Negotiated at CONNECT.
+    var keepAlive: UInt16 = 0
+    var clientReceiveMaximum = Int(UInt16.max)
+    var clientMaximumPacketSize = Int.max
+    var clientTopicAliasMaximum: UInt16 = 0
+    var inboundTopicAliases: [UInt16: String] = [:]
+    var outboundTopicAliases: [String: UInt16] = [:]
+    var lastActivity: MonotonicInstant
+    var keepAliveTimer: (any ScheduledWork)?
+    var connectTimer: (any ScheduledWork)?
+    var hasPendingWrites = false
+
+    public init(
+        broker: Broker, connection: any MQTTClientConnection, listenerAllowsAnonymous: Bool?,
+        certificateIdentity: CertificateIdentity? = nil, logger: Logger
+    ) {
+        self.broker = broker
+        self.connection = connection
+        self.listenerAllowsAnonymous = listenerAllowsAnonymous
+        self.certificateIdentity = certificateIdentity
+        self.logger = logger
+        self.lastActivity = broker.scheduler.now
+    }
+
+    public var peerDescription: String { connection.peerDescription }
+
+    /// The TLS handshake finished with a verified client certificate: its identity counts for CONNECT.
+    public func setCertificateIdentity(_ identity: CertificateIdentity?) {
+        guard case .awaitingConnect = state else { return }
+        certificateIdentity = identity
+    }
+
+    var session: Session? {
+        if case .connected(let session) = state { return session }
+        return nil
+    }
+
+    /// The connection is open: CONNECT must follow within the connect timeout.
+    public func start() {
+        broker.connectionOpened()
+        connectTimer = broker.scheduler.schedule(after: broker.settings.connectTimeout) { [weak self] in
+            guard let self, case .awaitingConnect = self.state else { return }
+            self.logger.info("no CONNECT in time, closing", metadata: ["tls.peer": "\(self.peerDescription)"])
+            self.closeConnection(publishWill: false)
+        }
+    }
+
+    // MARK: Input
+
+    /// One decoded packet.
+    public func received(_ packet: MQTTPacket) {
+        lastActivity = broker.scheduler.now
+        switch state {
+        case .closed:
+            return
+        case .awaitingConnect:
+            guard case .connect(let connect) = packet else {
+                // The decoder only lets CONNECT through first; anything else is a protocol violation.
+                closeConnection(publishWill: false)
+                return
+            }
+            handleConnect(connect)
+        case .connected(let session):
+            handle(packet, session: session)
+        }
+    }
+
+    /// The decoder rejected the input: answer as the spec allows, then close this connection only.
+    public func decodingFailed(_ error: MQTTDecodingError) {
+        logger.info(
+            "malformed MQTT input, closing",
+            metadata: ["tls.peer": "\(peerDescription)", "mqtt.reason": "\(error.reasonCode)", "error": "\(error.message)"])
+        if case .closed = state { return }
+        if let response = error.suggestedResponse {
+            if case .connack = response.packet, case .awaitingConnect = state {
+                protocolVersion = response.version
+                connection.send(response.packet)
+            } else if case .disconnect = response.packet, protocolVersion == .v5, case .connected = state {
+                connection.send(response.packet)
+            }
+        }
+        closeConnection(publishWill: true)
+    }
+
+    /// The network connection is gone (peer closed, I/O error, or we closed it).
+    public func connectionClosed() {
+        if case .closed = state { return }
+        finish(publishWill: true)
+    }
+
+    private func handle(_ packet: MQTTPacket, session: Session) {
+        switch packet {
+        case .publish(let publish):
+            handlePublish(publish, session: session)
+        case .puback(let ack):
+            write(session.outbound.acknowledged(ack.packetIdentifier, now: broker.scheduler.now), now: broker.scheduler.now)
+        case .pubrec(let rec):
+            write(
+                session.outbound.received(rec.packetIdentifier, failed: rec.reasonCode.isFailure, now: broker.scheduler.now),
+                now: broker.scheduler.now)
+        case .pubcomp(let comp):
+            write(session.outbound.completed(comp.packetIdentifier, now: broker.scheduler.now), now: broker.scheduler.now)
+        case .pubrel(let rel):
+            let known = session.inboundQoS2.remove(rel.packetIdentifier) != nil
+            send(
+                .pubcomp(
+                    PubCompPacket(
+                        packetIdentifier: rel.packetIdentifier,
+                        reasonCode: known || protocolVersion != .v5 ? .success : .packetIdentifierNotFound)))
+        case .subscribe(let subscribe):
+            handleSubscribe(subscribe, session: session)
+        case .unsubscribe(let unsubscribe):
+            handleUnsubscribe(unsubscribe, session: session)
+        case .pingreq:
+            send(.pingresp)
+        case .disconnect(let disconnect):
+            handleDisconnect(disconnect, session: session)
+        case .connect:
+            protocolViolation(.protocolError, "second CONNECT on one connection")
+        case .auth:
+            protocolViolation(.protocolError, "AUTH without an authentication method")
+        case .connack, .suback, .unsuback, .pingresp:
+            protocolViolation(.protocolError, "a server-to-client packet sent by the client")
+        }
+    }
+
+    private func handleDisconnect(_ disconnect: DisconnectPacket, session: Session) {
+        if protocolVersion == .v5, let expiry = disconnect.properties.sessionExpiryInterval {
+            if session.expiryInterval == 0 && expiry != 0 {
+                protocolViolation(.protocolError, "DISCONNECT sets a session expiry on a session that had none")
+                return
+            }
+            session.expiryInterval = min(expiry, broker.settings.maximumSessionExpiryInterval)
+        }
+        let withWill = disconnect.reasonCode == .disconnectWithWillMessage
+        logger.debug(
+            "client disconnected", metadata: ["mqtt.client_id": "\(clientID)", "mqtt.reason": "\(disconnect.reasonCode)"])
+        closeConnection(publishWill: withWill)
+    }
+
+    // MARK: Closing
+
+    /// A protocol error after CONNECT: v5 clients get a DISCONNECT with the reason, then the connection closes
+    /// (and the will is published, §3.1.2.5).
+    func protocolViolation(_ reason: ReasonCode, _ message: String) {
+        logger.info(
+            "protocol violation, closing",
+            metadata: ["mqtt.client_id": "\(clientID)", "mqtt.reason": "\(reason)", "error": "\(message)"])
+        if protocolVersion == .v5, case .connected = state {
+            connection.send(.disconnect(DisconnectPacket(reasonCode: reason)))
+        }
+        closeConnection(publishWill: true)
+    }
+
+    /// Server-initiated disconnect with a reason (shutdown, administrative action); no will for a shutdown.
+    public func disconnect(reason: ReasonCode, publishWill: Bool) {
+        if protocolVersion == .v5, case .connected = state {
+            connection.send(.disconnect(DisconnectPacket(reasonCode: reason)))
+        }
+        closeConnection(publishWill: publishWill)
+    }
+
+    /// Another connection took this client id.
+    func takenOver() {
+        if protocolVersion == .v5 {
+            connection.send(.disconnect(DisconnectPacket(reasonCode: .sessionTakenOver)))
+        }
+        // The broker has already moved the session; detach is a no-op for it.
+        state = .closed
+        stopTimers()
+        connection.close()
+        broker.connectionClosed()
+    }
+
+    func closeConnection(publishWill: Bool) {
+        if case .closed = state { return }
+        finish(publishWill: publishWill)
+        connection.close()
+    }
+
+    private func finish(publishWill: Bool) {
+        let previous = state
+        state = .closed
+        stopTimers()
+        broker.connectionClosed()
+        if case .connected(let session) = previous {
+            broker.detach(session, controller: self, publishWill: publishWill)
+            broker.flushPending()
+        }
+    }
+
+    private func stopTimers() {
+        keepAliveTimer?.cancel()
+        keepAliveTimer = nil
+        connectTimer?.cancel()
+        connectTimer = nil
+    }
+
+    // MARK: Keep alive
+
+    /// Checks at 1.5 × keep alive after the last packet (§3.1.2.10); rescheduled rather than reset per packet.
+    func armKeepAlive() {
+        guard keepAlive > 0 else { return }
+        let limit = Duration.milliseconds(Int64(keepAlive) * 1500)
+        let due = lastActivity + limit
+        let wait = due.duration(since: broker.scheduler.now)
+        keepAliveTimer = broker.scheduler.schedule(after: max(wait, .milliseconds(10))) { [weak self] in
+            guard let self, case .connected = self.state else { return }
+            if self.broker.scheduler.now.duration(since: self.lastActivity) >= limit {
+                self.logger.info(
+                    "keep alive expired, closing",
+                    metadata: ["mqtt.client_id": "\(self.clientID)", "mqtt.keep_alive": "\(self.keepAlive)"])
+                if self.protocolVersion == .v5 {
+                    self.connection.send(.disconnect(DisconnectPacket(reasonCode: .keepAliveTimeout)))
+                }
+                self.closeConnection(publishWill: true)
+            } else {
+                self.armKeepAlive()
+            }
+        }
+    }
+
+    // MARK: Output
+
+    func send(_ packet: MQTTPacket) {
+        connection.send(packet)
+        markPending()
+    }
+
+    func markPending() {
+        if !hasPendingWrites {
+            hasPendingWrites = true
+            broker.needsFlush(self)
+        }
+    }
+
+    func flushNow() {
+        guard hasPendingWrites else { return }
+        hasPendingWrites = false
+        connection.flush()
+    }
+}
