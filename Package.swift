@@ -31,6 +31,14 @@ let package = Package(
         .target(name: "BrokerCore", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
         .target(name: "AccessControl", dependencies: ["COpenSSL"]),
         .target(
+            name: "MQTTBroker",
+            dependencies: [
+                "BrokerCore", "MQTTCodec", "AccessControl", "BrokerConfiguration", "ProcessSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "OpenSSLTLS",
             dependencies: [
                 "COpenSSL", "COpenSSLShims",
@@ -45,14 +53,15 @@ let package = Package(
         .target(
             name: "Supervisor",
             dependencies: [
-                "BrokerConfiguration", "ControlChannel", "ProcessSupport", "RevocationCache",
+                "BrokerConfiguration", "ControlChannel", "ProcessSupport", "RevocationCache", "MQTTBroker",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
             name: "Worker",
             dependencies: [
-                "BrokerConfiguration", "ControlChannel", "ProcessSupport", "RevocationCache",
+                "BrokerConfiguration", "ControlChannel", "ProcessSupport", "RevocationCache", "MQTTBroker", "MQTTCodec",
+                "OpenSSLTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -71,7 +80,7 @@ let package = Package(
             name: "GatehouseMain",
             dependencies: [
                 "BrokerConfiguration", "ControlChannel", "ProcessSupport", "GatehouseLogging", "DevelopmentPKI",
-                "OpenSSLTLS", "CurlClient", "Supervisor", "Worker", "Fetcher",
+                "OpenSSLTLS", "CurlClient", "Supervisor", "Worker", "Fetcher", "AccessControl",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -85,6 +94,10 @@ let package = Package(
         .testTarget(name: "MQTTCodecTests", dependencies: ["MQTTCodec", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "BrokerCoreTests", dependencies: ["BrokerCore"]),
         .testTarget(name: "AccessControlTests", dependencies: ["AccessControl"]),
+        .testTarget(
+            name: "MQTTBrokerTests",
+            dependencies: ["MQTTBroker", "MQTTCodec", "ProcessSupport", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .testTarget(name: "RevocationCacheTests", dependencies: ["RevocationCache", "ProcessSupport"]),
         .testTarget(
             name: "OpenSSLTLSTests",
@@ -92,6 +105,7 @@ let package = Package(
                 "OpenSSLTLS", "DevelopmentPKI",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
     ],

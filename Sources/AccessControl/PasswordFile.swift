@@ -62,6 +62,13 @@ public struct PasswordFile: Sendable, Equatable {
         entries[username] = Entry(username: username, hash: hash)
     }
 
+    /// Removes a user; false when there was none.
+    public mutating func remove(username: String) -> Bool {
+        guard entries.removeValue(forKey: username) != nil else { return false }
+        order.removeAll { $0 == username }
+        return true
+    }
+
     /// The file text, one line per user.
     public var text: String {
         order.compactMap { entries[$0] }.map { "\($0.username):\($0.hash.encoded)\n" }.joined()

@@ -105,10 +105,8 @@ public final class FetcherService {
             return
         }
         do {
-            let base = configuration.sourcePath.lastIndex(of: "/").map { String(configuration.sourcePath[..<$0]) } ?? "."
-            configuration = try ConfigurationLoader.parse(
-                String(decoding: bytes, as: UTF8.self), displayPath: configuration.sourcePath, baseDirectory: base,
-                options: ConfigurationLoadOptions(checkFiles: false))
+            configuration = try ConfigurationLoader.parseSnapshot(
+                String(decoding: bytes, as: UTF8.self), originalPath: configuration.sourcePath)
             logger.info("configuration reloaded")
         } catch {
             logger.error("configuration snapshot rejected", metadata: ["error": "\(error)"])

@@ -9,7 +9,7 @@ struct Gatehouse: ParsableCommand {
         abstract: "An MQTT broker whose TLS gate never lets a revoked certificate in.",
         subcommands: [
             StartCommand.self, StopCommand.self, StatusCommand.self, ReloadCommand.self, RestartCommand.self,
-            VersionCommand.self, WorkerCommand.self, FetcherCommand.self,
+            PasswdCommand.self, VersionCommand.self, WorkerCommand.self, FetcherCommand.self,
         ]
     )
 }

@@ -57,6 +57,7 @@ struct StartCommand: ParsableCommand {
         do {
             try Preflight.checkNotRunning(configuration)
             try Preflight.prepareDirectories(configuration)
+            try Preflight.checkAccessFiles(configuration)
             try Preflight.checkListeners(configuration.listeners, in: configuration)
             try FileDescriptor.makeDirectory(configuration.log.directory, mode: 0o755)
         } catch {

@@ -166,7 +166,8 @@ public final class CacheWatcher: Sendable {
         }
     }
 
-    static func isTemporary(_ name: String) -> Bool {
+    /// Names writers use on the way to the final one (`x.der.tmp.<pid>`), and hidden files.
+    public static func isTemporary(_ name: String) -> Bool {
         name.contains(".tmp.") || name.hasPrefix(".")
     }
 

@@ -38,9 +38,7 @@ public struct LoadedConfiguration: Sendable {
             ])
         }
         let text = String(decoding: bytes, as: UTF8.self)
-        let configuration = try ConfigurationLoader.parse(
-            text, displayPath: originalPath, baseDirectory: directory(of: originalPath),
-            options: ConfigurationLoadOptions(checkFiles: false))
+        let configuration = try ConfigurationLoader.parseSnapshot(text, originalPath: originalPath)
         return LoadedConfiguration(path: originalPath, text: text, configuration: configuration)
     }
 

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import BrokerConfiguration
+import MQTTBroker
 import ProcessSupport
 import RevocationCache
 
@@ -26,6 +27,16 @@ public enum Preflight {
             }
         } catch {
             throw Failure("cannot prepare directories: \(error)")
+        }
+    }
+
+    /// The password and ACL files must parse: a bad line is reported with its file and line, before any worker
+    /// would trip over it.
+    public static func checkAccessFiles(_ configuration: GatehouseConfiguration) throws(Failure) {
+        do {
+            _ = try AccessPolicy.load(configuration)
+        } catch {
+            throw Failure("\(error)")
         }
     }
 

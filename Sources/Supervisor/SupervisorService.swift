@@ -51,6 +51,7 @@ public final class SupervisorService {
             } catch .system(let error) {
                 throw Preflight.Failure("cannot create pid file: \(error)")
             }
+            try Preflight.checkAccessFiles(configuration)
             try Preflight.checkListeners(configuration.listeners, in: configuration)
             try writeSnapshot()
             controlListener = try UnixSocket.listen(at: paths.controlSocket)
@@ -273,6 +274,12 @@ public final class SupervisorService {
         }
         let old = loaded.configuration
         let new = fresh.configuration
+        do {
+            try Preflight.checkAccessFiles(new)
+        } catch {
+            logger.error("reload refused", metadata: ["error": "\(error)"])
+            return error.description
+        }
         var fixed: [String] = []
         if new.node.dataDirectory != old.node.dataDirectory { fixed.append("node.data_dir") }
         if new.node.runDirectory != old.node.runDirectory { fixed.append("node.run_dir") }

@@ -5,20 +5,26 @@ import BrokerConfiguration
 import ControlChannel
 import Dispatch
 import Logging
+import MQTTBroker
+import MQTTCodec
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import OpenSSLTLS
 import ProcessSupport
+import RevocationCache
 
 /// A worker process: binds every listener with SO_REUSEPORT (the kernel spreads connections over the workers),
 /// serves clients, and quits gracefully when the supervisor says so, when its channel closes, or on SIGTERM.
 ///
 /// `run()` blocks the main thread; the network work runs on one NIO event loop (one worker = one core, as nginx).
 public final class WorkerService: Sendable {
+
     private let configuration: GatehouseConfiguration
     private let slot: Int
     private let logger: Logger
     private let group: MultiThreadedEventLoopGroup
+    private let loop: any EventLoop
     private let connections = ConnectionRegistry()
     private let state = NIOLockedValueBox(State())
     private let finished: EventLoopPromise<Int32>
@@ -26,6 +32,7 @@ public final class WorkerService: Sendable {
     private struct State {
         var servers: [any Channel] = []
         var link: (any Channel)?
+        var broker: NIOLoopBound<Broker>?
         var isQuitting = false
     }
 
@@ -34,13 +41,31 @@ public final class WorkerService: Sendable {
         self.slot = slot
         self.logger = logger
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        self.finished = group.next().makePromise(of: Int32.self)
+        self.loop = group.next()
+        self.finished = loop.makePromise(of: Int32.self)
     }
 
     /// Serves until told to quit; returns the exit code.
     public func run(supervisorChannel: Int32) -> Int32 {
         let signalSource = installSignalHandlers()
         defer { signalSource.cancel() }
+
+        let access: AccessPolicy
+        do {
+            access = try AccessPolicy.load(configuration)
+        } catch {
+            logger.critical("cannot load the access files", metadata: ["error": "\(error)"])
+            return 78
+        }
+        let broker: NIOLoopBound<Broker>
+        do {
+            broker = try makeBroker(access: access)
+        } catch {
+            logger.critical("cannot start the broker", metadata: ["error": "\(error)"])
+            return 1
+        }
+        state.withLockedValue { $0.broker = broker }
+
 
         let link: any Channel
         do {
@@ -62,10 +87,28 @@ public final class WorkerService: Sendable {
             return 1
         }
 
+        // TLS contexts are built, with every CRL the cache holds, before any listener accepts.
+        var tlsListeners: [String: TLSListener] = [:]
+        for listener in configuration.listeners {
+            guard let settings = listener.tls else { continue }
+            do {
+                tlsListeners[listener.identifier] = try TLSListener(
+                    listener: listener, settings: settings,
+                    cacheLayout: CacheLayout(root: configuration.node.cacheDirectory), logger: logger)
+            } catch {
+                let reason = "cannot set up TLS for \(listener.identifier): \(error)"
+                logger.critical("cannot set up TLS", metadata: ["listener": "\(listener.identifier)", "error": "\(error)"])
+                _ = try? link.writeAndFlush(ByteBuffer(bytes: ChildMessage.fatal(reason: reason).encoded())).wait()
+                return 3
+            }
+        }
+        let watcher = startWatching(Array(tlsListeners.values))
+        defer { watcher?.stop() }
+
         var servers: [any Channel] = []
         for listener in configuration.listeners {
             do {
-                let server = try bind(listener)
+                let server = try bind(listener, broker: broker, tls: tlsListeners[listener.identifier])
                 servers.append(server)
                 logger.info(
                     "listening",
@@ -93,8 +136,52 @@ public final class WorkerService: Sendable {
         return code
     }
 
-    private func bind(_ listener: ListenerConfiguration) throws -> any Channel {
+    private func makeBroker(access: AccessPolicy) throws -> NIOLoopBound<Broker> {
+        let loop = self.loop
+        let settings = BrokerSettings(configuration.mqtt)
+        let logger = self.logger
+        return try loop.submit {
+            let broker = Broker(
+                settings: settings, access: access, scheduler: EventLoopBrokerScheduler(loop: loop), logger: logger)
+            return NIOLoopBound(broker, eventLoop: loop)
+        }.wait()
+    }
+
+    /// One inotify watcher for every TLS listener's revocation files; a change rebuilds the affected contexts.
+    private func startWatching(_ listeners: [TLSListener]) -> CacheWatcher? {
+        let targets = listeners.flatMap(\.watchTargets)
+        guard !targets.isEmpty else { return nil }
+        do {
+            let watcher = try CacheWatcher(targets: targets)
+            let logger = self.logger
+            watcher.start { changed in
+                logger.debug("revocation files changed", metadata: ["files": "\(changed.joined(separator: ","))"])
+                for listener in listeners {
+                    let relevant = changed.contains { path in
+                        listener.watchTargets.contains { target in
+                            path.hasPrefix(target.directory + "/")
+                                && (target.names?.contains(String(path.dropFirst(target.directory.count + 1))) ?? true)
+                        }
+                    }
+                    if relevant { listener.reload(reason: "files changed: \(changed.joined(separator: ","))") }
+                }
+            }
+            return watcher
+        } catch {
+            logger.error("cannot watch the cache directory; revocation data will not reload", metadata: ["error": "\(error)"])
+            return nil
+        }
+    }
+
+    private func bind(
+        _ listener: ListenerConfiguration, broker: NIOLoopBound<Broker>, tls: TLSListener?
+    ) throws -> any Channel {
         let connections = self.connections
+        let logger = self.logger
+        let identifier = listener.identifier
+        let allowsAnonymous = listener.allowAnonymous
+        let handshakeTimeout = TimeAmount.nanoseconds(
+            Int64((listener.tls?.handshakeTimeout ?? .seconds(15)).millisecondsRoundedUp) * 1_000_000)
         return try ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -104,7 +191,16 @@ public final class WorkerService: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     connections.add(channel)
-                    try channel.pipeline.syncOperations.addHandler(HoldConnectionHandler())
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(
+                            TLSServerHandler(
+                                context: tls.currentContext, listener: identifier, logger: logger,
+                                refusals: tls.refusals, handshakeTimeout: handshakeTimeout))
+                    }
+                    try channel.pipeline.syncOperations.addHandler(
+                        MQTTServerHandler(
+                            broker: broker.value, listener: identifier, allowsAnonymous: allowsAnonymous,
+                            tls: tls?.settings, logger: logger))
                 }
             }
             .bind(host: listener.address.host, port: listener.address.port)
@@ -117,11 +213,37 @@ public final class WorkerService: Sendable {
             // Leave a margin before the supervisor's SIGKILL.
             let budget = max(Duration.milliseconds(500), .seconds(deadlineSeconds) - .seconds(1))
             quit(deadline: budget, reason: "asked by the supervisor")
-        case .reload:
-            logger.info("configuration reload received")
+        case .reload(let snapshot):
+            reload(snapshot: snapshot)
         case .ready, .fatal:
             break
         }
+    }
+
+    /// Applies a reloaded configuration: MQTT limits and the access files take effect for new operations.
+    private func reload(snapshot: String) {
+        let loaded: GatehouseConfiguration
+        do {
+            loaded = try ConfigurationLoader.parseSnapshot(
+                String(decoding: FileDescriptor.readFile(snapshot) ?? [], as: UTF8.self),
+                originalPath: configuration.sourcePath)
+        } catch {
+            logger.error("configuration snapshot rejected", metadata: ["error": "\(error)"])
+            return
+        }
+        let access: AccessPolicy
+        do {
+            access = try AccessPolicy.load(loaded)
+        } catch {
+            logger.error("access files rejected, keeping the previous ones", metadata: ["error": "\(error)"])
+            return
+        }
+        let settings = BrokerSettings(loaded.mqtt)
+        guard let broker = state.withLockedValue({ $0.broker }) else { return }
+        loop.execute {
+            broker.value.update(settings: settings, access: access)
+        }
+        logger.info("configuration reloaded")
     }
 
     /// Graceful quit: stop accepting, close every client, exit once all are closed or at the deadline.
@@ -134,9 +256,18 @@ public final class WorkerService: Sendable {
         guard proceed else { return }
         let open = connections.all
         logger.info("worker quitting", metadata: ["reason": "\(reason)", "connections": "\(open.count)"])
-        let loop = group.next()
+        let loop = self.loop
         let closedServers = servers.map { $0.close() }
-        let closedClients = open.map { channel in channel.close().recover { _ in } }
+        let closedClients = open.map { channel in
+            channel.eventLoop.submit {
+                // MQTT 5 clients are told why (0x8B server shutting down); no will is published for them.
+                if let handler = try? channel.pipeline.syncOperations.handler(type: MQTTServerHandler.self) {
+                    handler.disconnect(reason: .serverShuttingDown)
+                } else {
+                    channel.close(promise: nil)
+                }
+            }.flatMap { channel.closeFuture }.recover { _ in }
+        }
         let everything = EventLoopFuture.whenAllComplete(closedServers + closedClients, on: loop)
         let finished = self.finished
         loop.scheduleTask(in: TimeAmount.nanoseconds(Int64(deadline.millisecondsRoundedUp) * 1_000_000)) {
