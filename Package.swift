@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "gatehouse", targets: ["GatehouseMain"]),
+        .executable(name: "mqtt-load", targets: ["MQTTLoad"]),
     ],
     dependencies: [
         // Pinned exactly: `from:` resolves to 2.101.3 on the mirror (see shared notes).
@@ -84,6 +85,24 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+
+        // MARK: Benchmarks (benchmarks/run)
+        .executableTarget(
+            name: "MQTTLoad",
+            dependencies: [
+                "MQTTCodec",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "benchmarks/MQTTLoad"
+        ),
+
+        // Fuzzing: bin/fuzz builds this with -DMQTT_FUZZING and -sanitize=fuzzer,address; a plain build replays inputs.
+        .executableTarget(
+            name: "MQTTDecoderFuzzer",
+            dependencies: ["MQTTCodec", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Fuzz/MQTTDecoderFuzzer"
         ),
 
         // MARK: Tests

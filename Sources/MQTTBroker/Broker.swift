@@ -192,7 +192,10 @@ public final class Broker {
                 if message.payload.readableBytes == 0 {
                     _ = retained.remove(topic: topic)
                 } else {
-                    _ = retained.set(topic: topic, message: RetainedMessage(message))
+                    // A decoded payload is a slice of the whole read buffer: keep only its own bytes.
+                    var stored = message
+                    stored.payload = ByteBuffer(bytes: message.payload.readableBytesView)
+                    _ = retained.set(topic: topic, message: RetainedMessage(stored))
                 }
             }
         }
@@ -253,8 +256,12 @@ public final class Broker {
         guard access.canReceive(topic: message.topic, clientID: session.clientID, username: session.username) else {
             return
         }
-        let delivery = OutboundFlow.Delivery(
+        var delivery = OutboundFlow.Delivery(
             message: message, qos: min(message.qos, maximumQoS), retain: retain, subscriptionIdentifiers: identifiers)
+        if delivery.qos != .atMostOnce && (!session.isOnline || session.outbound.queuedCount > 0) {
+            // It will wait in the queue: keep the payload's own bytes, not the read buffer it is a slice of.
+            delivery.message.payload = ByteBuffer(bytes: message.payload.readableBytesView)
+        }
         let dropped = session.outbound.droppedCount
         let outputs = session.outbound.enqueue(delivery, isOnline: session.isOnline, now: now)
         if session.outbound.droppedCount != dropped {

@@ -69,8 +69,8 @@ extension ConnectionController {
         state = .connected(session)
         if let will = connect.will {
             var message = ApplicationMessage(
-                topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain,
-                publisher: identifier)
+                topic: will.topic, payload: ByteBuffer(bytes: will.payload.readableBytesView), qos: will.qos,
+                retain: will.retain, publisher: identifier)
             if isV5 {
                 message.properties.payloadFormatIndicator = will.properties.payloadFormatIndicator
                 message.properties.contentType = will.properties.contentType
