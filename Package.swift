@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "gatehouse", targets: ["GatehouseMain"]),
         .executable(name: "mqtt-load", targets: ["MQTTLoad"]),
+        .executable(name: "tls-handshake-load", targets: ["TLSHandshakeLoad"]),
     ],
     dependencies: [
         // Pinned exactly: `from:` resolves to 2.101.3 on the mirror (see shared notes).
@@ -96,6 +97,12 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "benchmarks/MQTTLoad"
+        ),
+
+        .executableTarget(
+            name: "TLSHandshakeLoad",
+            dependencies: ["COpenSSL", "COpenSSLShims"],
+            path: "benchmarks/TLSHandshakeLoad"
         ),
 
         // Fuzzing: bin/fuzz builds this with -DMQTT_FUZZING and -sanitize=fuzzer,address; a plain build replays inputs.

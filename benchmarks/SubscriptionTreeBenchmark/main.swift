@@ -3,9 +3,9 @@
 import BrokerCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 struct BenchmarkOptions: SubscriptionDeliveryOptions, Sendable {
@@ -122,7 +122,8 @@ for _ in 0..<100_000 {
     switch roll {
     case 0..<70:
         // Telemetry from devices, some of which nobody follows individually.
-        string = "devices/\(Int.random(in: 0..<20_000, using: &random))/telemetry/\(Int.random(in: 0..<8, using: &random))"
+        string =
+            "devices/\(Int.random(in: 0..<20_000, using: &random))/telemetry/\(Int.random(in: 0..<8, using: &random))"
     case 70..<85:
         string = (["a"] + (0..<7).map { _ in "\(Int.random(in: 0..<20, using: &random))" }).joined(separator: "/")
     case 85..<95:
@@ -135,26 +136,23 @@ for _ in 0..<100_000 {
 
 // MARK: Match
 
+typealias Tree = SubscriptionTree<Int, BenchmarkOptions>
+
 print("SubscriptionTree benchmark")
 print("  subscriptions: \(tree.count) (\(tree.subscriberCount) subscribers), trie nodes: \(tree.nodeCount)")
 print("  build: \(format(buildTime * 1000)) ms (\(Int(Double(tree.count) / buildTime)) subscribes/s)")
 print("  RSS: \(rssBefore) kB before, \(rssAfter) kB after build (+\(rssAfter - rssBefore) kB incl. filter strings)")
 
-var matches = SubscriptionTree<Int, BenchmarkOptions>.Matches()
-// Warm up.
-for name in topics.prefix(10_000) {
-    tree.match(topic: name, into: &matches)
-}
-
-@MainActor
-func run(label: String, _ body: (TopicName) -> Int) {
+/// Times `body` over `topics` for `duration` seconds and prints the rate.
+func measure(_ label: String, topics: [TopicName], duration: Double, _ body: (TopicName) -> Int) {
+    let clock = ContinuousClock()
     var operations = 0
-    var delivered = 0
+    var results = 0
     let start = clock.now
     var elapsed = 0.0
     while elapsed < duration {
         for name in topics {
-            delivered += body(name)
+            results += body(name)
         }
         operations += topics.count
         elapsed = seconds(clock.now - start)
@@ -162,43 +160,50 @@ func run(label: String, _ body: (TopicName) -> Int) {
     let perSecond = Double(operations) / elapsed
     print(
         "  \(label): \(Int(perSecond)) matches/s, \(format(1e9 / perSecond)) ns/match, "
-            + "\(format(Double(delivered) / Double(operations))) results/topic over \(format(elapsed)) s"
+            + "\(format(Double(results) / Double(operations))) results/topic"
     )
 }
 
-run(label: "match(topic:into:) mixed topics") { name in
-    tree.match(topic: name, into: &matches)
-    return matches.subscriptions.count + matches.sharedGroups.count
-}
-
-run(label: "match(topic:) allocating      ") { name in
-    let result = tree.match(topic: name)
-    return result.subscriptions.count + result.sharedGroups.count
-}
-
-run(label: "match + merge + shared pick   ") { name in
-    tree.match(topic: name, into: &matches)
-    var count = matches.mergedPerSubscriber().count
-    for group in matches.sharedGroups where tree.nextSharedMember(of: group) != nil {
-        count += 1
+/// `match(topic:into:)` with the tree borrowed as a parameter, the way a broker's hot path should
+/// call it (reading it out of a class property first copies the struct: a few retains per call).
+func measureMatch(_ label: String, tree: Tree, topics: [TopicName], duration: Double) {
+    var matches = Tree.Matches()
+    measure(label, topics: topics, duration: duration) { name in
+        tree.match(topic: name, into: &matches)
+        return matches.subscriptions.count + matches.sharedGroups.count
     }
-    return count
 }
 
-for (label, prefix) in [("devices/<n>/telemetry/<k>", "devices/"), ("a/<7 levels>", "a/"), ("jobs/<j>/submit/<k>", "jobs/"), ("$SYS/broker/clients/<k>", "$SYS/")] {
-    let subset = topics.filter { $0.string.hasPrefix(prefix) }
-    var results = 0
-    var operations = 0
-    let start = clock.now
-    while seconds(clock.now - start) < duration / 3 {
-        for name in subset {
-            tree.match(topic: name, into: &matches)
-            results += matches.subscriptions.count + matches.sharedGroups.count
+func measureAllocatingMatch(_ label: String, tree: Tree, topics: [TopicName], duration: Double) {
+    measure(label, topics: topics, duration: duration) { name in
+        let result = tree.match(topic: name)
+        return result.subscriptions.count + result.sharedGroups.count
+    }
+}
+
+/// The whole 3.1.1-style delivery decision: match, merge per subscriber, pick one member per shared group.
+func measureDelivery(_ label: String, tree: inout Tree, topics: [TopicName], duration: Double) {
+    var matches = Tree.Matches()
+    measure(label, topics: topics, duration: duration) { name in
+        tree.match(topic: name, into: &matches)
+        var count = matches.mergedPerSubscriber().count
+        for group in matches.sharedGroups where tree.nextSharedMember(of: group) != nil {
+            count += 1
         }
-        operations += subset.count
+        return count
     }
-    let rate = Double(operations) / seconds(clock.now - start)
-    print("    only \(label): \(Int(rate)) matches/s, \(format(Double(results) / Double(operations))) results/topic")
+}
+
+measureMatch("warm-up", tree: tree, topics: Array(topics.prefix(20_000)), duration: 0.2)
+measureMatch("match(topic:into:), mixed topics", tree: tree, topics: topics, duration: duration)
+measureAllocatingMatch("match(topic:), mixed topics", tree: tree, topics: topics, duration: duration)
+measureDelivery("match + mergedPerSubscriber + nextSharedMember", tree: &tree, topics: topics, duration: duration)
+for (label, prefix) in [
+    ("devices/<n>/telemetry/<k>", "devices/"), ("a/<7 levels>", "a/"), ("jobs/<j>/submit/<k>", "jobs/"),
+    ("$SYS/broker/clients/<k>", "$SYS/"),
+] {
+    let subset = topics.filter { $0.string.hasPrefix(prefix) }
+    measureMatch("  only \(label)", tree: tree, topics: subset, duration: duration / 3)
 }
 
 // MARK: Churn
@@ -229,7 +234,10 @@ var retained = RetainedStore<RetainedPayload>()
 let retainedStart = clock.now
 for device in 0..<20_000 {
     for channel in 0..<5 {
-        retained.set(topic: try topic("devices/\(device)/telemetry/\(channel)"), message: RetainedPayload(retainedByteCount: 64))
+        retained.set(
+            topic: try topic("devices/\(device)/telemetry/\(channel)"),
+            message: RetainedPayload(retainedByteCount: 64)
+        )
     }
 }
 let retainedBuild = seconds(clock.now - retainedStart)
