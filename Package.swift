@@ -100,6 +100,11 @@ let package = Package(
         ),
 
         .executableTarget(
+            name: "SubscriptionTreeBenchmark",
+            dependencies: ["BrokerCore"],
+            path: "benchmarks/SubscriptionTreeBenchmark"
+        ),
+        .executableTarget(
             name: "TLSHandshakeLoad",
             dependencies: ["COpenSSL", "COpenSSLShims"],
             path: "benchmarks/TLSHandshakeLoad"
