@@ -20,6 +20,7 @@ public final class Broker {
     /// Controllers with packets written since the last flush (see `flushPending`).
     var pendingFlush: [ObjectIdentifier: ConnectionController] = [:]
     private var matches = SubscriptionTree<String, SubscriptionEntry>.Matches()
+    private var mergeBuffer: [MergedDelivery] = []
     private var assignedIdentifierCounter: UInt64 = 0
     public private(set) var statistics = Statistics()
 
@@ -213,19 +214,27 @@ public final class Broker {
 
         // Ordinary subscriptions: one delivery per subscriber, at the highest QoS of its matching subscriptions,
         // with every matching subscription identifier (§3.3.4). No Local subscriptions of the publisher don't count.
-        var merged: [(subscriber: String, qos: QoS, retainAsPublished: Bool, identifiers: [Int])] = []
-        var positions: [String: Int] = [:]
+        // Most topics match a handful of subscriptions, so merging searches linearly in a reused buffer.
+        var merged = mergeBuffer
+        mergeBuffer = []
+        defer {
+            merged.removeAll(keepingCapacity: true)
+            mergeBuffer = merged
+        }
         for match in matches.subscriptions {
             let options = match.options.options
             if options.noLocal && match.subscriber == message.publisher { continue }
-            if let position = positions[match.subscriber] {
+            if let position = merged.count > 1 ? merged.firstIndex(where: { $0.subscriber == match.subscriber })
+                : (merged.first?.subscriber == match.subscriber ? 0 : nil)
+            {
                 merged[position].qos = max(merged[position].qos, options.qos)
                 merged[position].retainAsPublished = merged[position].retainAsPublished || options.retainAsPublished
                 if let identifier = match.options.identifier { merged[position].identifiers.append(identifier) }
             } else {
-                positions[match.subscriber] = merged.count
                 merged.append(
-                    (match.subscriber, options.qos, options.retainAsPublished, match.options.identifier.map { [$0] } ?? []))
+                    MergedDelivery(
+                        subscriber: match.subscriber, qos: options.qos, retainAsPublished: options.retainAsPublished,
+                        identifiers: match.options.identifier.map { [$0] } ?? []))
             }
         }
         for entry in merged {
@@ -258,6 +267,11 @@ public final class Broker {
         }
         var delivery = OutboundFlow.Delivery(
             message: message, qos: min(message.qos, maximumQoS), retain: retain, subscriptionIdentifiers: identifiers)
+        if delivery.qos == .atMostOnce {
+            // QoS 0 never waits: straight to an online client, nowhere for an offline one.
+            session.controller?.writeImmediately(delivery, now: now)
+            return
+        }
         if delivery.qos != .atMostOnce && (!session.isOnline || session.outbound.queuedCount > 0) {
             // It will wait in the queue: keep the payload's own bytes, not the read buffer it is a slice of.
             delivery.message.payload = ByteBuffer(bytes: message.payload.readableBytesView)
@@ -312,6 +326,14 @@ public final class Broker {
 
     func connectionOpened() { statistics.connections += 1 }
     func connectionClosed() { statistics.connections -= 1 }
+}
+
+/// One subscriber's share of a publish after merging its overlapping subscriptions.
+struct MergedDelivery {
+    var subscriber: String
+    var qos: QoS
+    var retainAsPublished: Bool
+    var identifiers: [Int]
 }
 
 /// A retained message with its size, for the store's byte count.

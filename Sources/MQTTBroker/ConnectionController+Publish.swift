@@ -88,6 +88,16 @@ extension ConnectionController {
         markPending()
     }
 
+    /// A QoS 0 delivery: no flow state, no intermediate arrays.
+    func writeImmediately(_ delivery: OutboundFlow.Delivery, now: MonotonicInstant) {
+        guard case .connected = state else { return }
+        if let packet = makePublish(delivery, packetIdentifier: nil, dup: false, now: now) {
+            connection.send(.publish(packet))
+            broker.countSent(1)
+            markPending()
+        }
+    }
+
     /// The PUBLISH for one delivery, or nil when it would exceed the client's Maximum Packet Size.
     private func makePublish(
         _ delivery: OutboundFlow.Delivery, packetIdentifier: UInt16?, dup: Bool, now: MonotonicInstant
