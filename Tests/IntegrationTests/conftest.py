@@ -7,6 +7,9 @@
 - `broker` / `make_broker`: `harness.Broker` objects; teardown stops every process they started.
 - On any failure the report gets a section per broker with its config, CLI calls, last status and the
   supervisor's (and children's) stdout/stderr.
+- MQTT tests (01-04, 08): `mqtt_broker` (default settings, shared by a module's tests) and `make_mqtt_broker`
+  (own settings, see `mqtt_helpers.Settings`). With `GATEHOUSE_TEST_AGAINST_MOSQUITTO=1` they start a Mosquitto 2
+  with an equivalent config instead, to check the tests' expectations against a reference broker.
 """
 
 from __future__ import annotations
@@ -100,3 +103,86 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         for b in getattr(item, "_gatehouse_brokers", []):
             rep.sections.append((f"gatehouse {b.name} ({b.dir})", b.describe()))
     return rep
+
+
+# ----- MQTT (01 connect, 02 subscribe, 03 publish, 04 retain, 08 auth)
+
+
+def _new_mqtt_broker(request: pytest.FixtureRequest, name: str, **settings):
+    import mqtt_helpers
+
+    s = mqtt_helpers.Settings(**settings)
+    if mqtt_helpers.AGAINST_MOSQUITTO:
+        return mqtt_helpers.MosquittoMQTT(name, s)
+    return mqtt_helpers.GatehouseMQTT(harness.Broker(request.getfixturevalue("gatehouse_bin"), name=name), s)
+
+
+def _test_failed(node) -> bool:
+    return any(getattr(node, f"_rep_{phase}", None) is not None and getattr(node, f"_rep_{phase}").failed
+               for phase in ("setup", "call"))
+
+
+@pytest.fixture
+def make_mqtt_broker(request: pytest.FixtureRequest):
+    """Factory: `make_mqtt_broker(**settings)` starts and returns an MQTT broker of its own for this test
+    (`mqtt_helpers.Settings` fields): Gatehouse with one worker, or Mosquitto when
+    `GATEHOUSE_TEST_AGAINST_MOSQUITTO=1`."""
+    import mqtt_helpers
+
+    brokers: list = []
+    request.node._gatehouse_brokers = brokers
+
+    def factory(name: str = "node", **settings) -> "mqtt_helpers.MQTTBroker":
+        b = _new_mqtt_broker(request, name, **settings)
+        brokers.append(b)
+        b.start()
+        mqtt_helpers.probe_mqtt(b)
+        return b
+
+    yield factory
+
+    mqtt_helpers.kill_stray_clients()
+    notes: list[str] = []
+    for b in brokers:
+        notes += b.cleanup()
+    if not _test_failed(request.node):
+        for b in brokers:
+            b.remove_dir()
+    if notes:
+        print("\n".join(notes))
+
+
+@pytest.fixture(scope="module")
+def _shared_mqtt_brokers(request: pytest.FixtureRequest):
+    """The default-settings brokers of one test module (a new one replaces a broker that died); started lazily."""
+    state = {"brokers": [], "failed": False}
+    yield state
+    for b in state["brokers"]:
+        notes = b.cleanup()
+        if notes:
+            print("\n".join(notes))
+        if not state["failed"]:
+            b.remove_dir()
+
+
+@pytest.fixture
+def mqtt_broker(request: pytest.FixtureRequest, _shared_mqtt_brokers):
+    """A started MQTT broker with the default settings (anonymous clients allowed), shared by the tests of a
+    module to keep the suite fast: tests use unique client ids and topics. If an earlier test left it dead, a
+    fresh one is started (the dead one's directory is kept for the report)."""
+    import mqtt_helpers
+
+    state = _shared_mqtt_brokers
+    b = state["brokers"][-1] if state["brokers"] else None
+    if b is None or not b.alive():
+        if b is not None:
+            state["failed"] = True
+        b = _new_mqtt_broker(request, f"shared-{len(state['brokers'])}")
+        state["brokers"].append(b)
+        b.start()
+    request.node._gatehouse_brokers = [b]
+    mqtt_helpers.probe_mqtt(b)
+    yield b
+    mqtt_helpers.kill_stray_clients()
+    if _test_failed(request.node):
+        state["failed"] = True
