@@ -147,7 +147,8 @@ public final class TLSContext: @unchecked Sendable {
         try openSSLCall("SSL_CTX_set_session_id_context", "cannot set session id context") {
             SSL_CTX_set_session_id_context(ctx, context, UInt32(context.count))
         }
-        _ = COpenSSLShims_SSL_CTX_set_session_cache_mode(ctx, Int(SSL_SESS_CACHE_SERVER))
+        _ = COpenSSLShims_SSL_CTX_set_session_cache_mode(ctx, Int(SSL_SESS_CACHE_OFF))
+        _ = SSL_CTX_set_num_tickets(ctx, 1)
     }
 
     private static func loadIdentity(_ ctx: OpaquePointer, _ configuration: TLSContextConfiguration)

@@ -186,3 +186,37 @@ def mqtt_broker(request: pytest.FixtureRequest, _shared_mqtt_brokers):
     mqtt_helpers.kill_stray_clients()
     if _test_failed(request.node):
         state["failed"] = True
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 05 TLS / 06 revocation: a PKI made with `openssl ca` (pki.py) and brokers with a TLS listener.
+
+import pki as tls_pki_module  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tls_pki(tmp_path_factory: pytest.TempPathFactory) -> tls_pki_module.TestPKI:
+    """The session-wide PKI; tests that revoke use `own_pki` instead."""
+    return tls_pki_module.build_pki(tmp_path_factory.mktemp("tls-pki"))
+
+
+@pytest.fixture
+def own_pki(tls_pki: tls_pki_module.TestPKI, tmp_path: Path) -> tls_pki_module.TestPKI:
+    """The same keys and certificates with this test's own CA databases, so its revocations stay its own."""
+    return tls_pki.copy(tmp_path / "pki")
+
+
+@pytest.fixture
+def tls_node(make_broker):
+    """Factory: `tls_node(pki, version, **options)` returns a not yet started `pki.TLSNode`. Its MQTT clients are
+    closed before the broker stops."""
+    nodes: list[tls_pki_module.TLSNode] = []
+
+    def factory(pki: tls_pki_module.TestPKI, version: str | None = None, **kwargs) -> tls_pki_module.TLSNode:
+        node = tls_pki_module.TLSNode(make_broker(f"tls{len(nodes)}"), pki, version, **kwargs)
+        nodes.append(node)
+        return node
+
+    yield factory
+    for node in nodes:
+        node.close_clients()
