@@ -55,7 +55,7 @@ let package = Package(
         .target(
             name: "Supervisor",
             dependencies: [
-                "BrokerConfiguration", "ControlChannel", "ProcessSupport", "RevocationCache", "MQTTBroker",
+                "BrokerConfiguration", "ControlChannel", "ProcessSupport", "RevocationCache", "MQTTBroker", "OpenSSLTLS",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

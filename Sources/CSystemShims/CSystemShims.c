@@ -2,7 +2,10 @@
 #include "CSystemShims.h"
 #include <spawn.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 int CSystemShims_set_parent_death_signal(int sig) {
     return prctl(PR_SET_PDEATHSIG, (unsigned long)sig, 0, 0, 0);
@@ -24,4 +27,8 @@ int CSystemShims_peer_uid(int fd, uid_t *uid) {
 
 int CSystemShims_posix_spawn_setsid_flag(void) {
     return POSIX_SPAWN_SETSID;
+}
+
+int CSystemShims_set_thread_nice(int nice) {
+    return setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice);
 }

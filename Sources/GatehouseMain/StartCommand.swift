@@ -58,6 +58,7 @@ struct StartCommand: ParsableCommand {
             try Preflight.checkNotRunning(configuration)
             try Preflight.prepareDirectories(configuration)
             try Preflight.checkAccessFiles(configuration)
+            try Preflight.checkTLSListeners(configuration)
             try Preflight.checkListeners(configuration.listeners, in: configuration)
             try FileDescriptor.makeDirectory(configuration.log.directory, mode: 0o755)
         } catch {

@@ -12,6 +12,12 @@ public enum ParentWatch {
         return getppid() == expectedParent
     }
 
+    /// Lowers the calling thread's scheduling priority (nice 10), for background work such as parsing a large
+    /// CRL, so it yields the CPU to event loops serving clients.
+    public static func lowerCurrentThreadPriority() {
+        _ = CSystemShims_set_thread_nice(10)
+    }
+
     /// Names the process in ps/top (`gatehouse: worker 1`), at most 15 bytes.
     public static func setProcessName(_ name: String) {
         _ = CSystemShims_set_process_name(name)

@@ -66,9 +66,12 @@ public final class CacheWatcher: Sendable {
         close(wakeup.write)
     }
 
-    /// Starts the watcher thread; `onChange` runs on it with the changed paths (absolute, de-duplicated).
+    /// Starts the watcher thread (at a lower priority); `onChange` runs on it with the changed paths (absolute,
+    /// de-duplicated).
     public func start(onChange: @escaping @Sendable ([String]) -> Void) {
         let thread = Thread { [self] in
+            // Reloads (parsing a million-entry CRL takes ~0.5 s) must not take the CPU from handshakes.
+            ParentWatch.lowerCurrentThreadPriority()
             run(onChange: onChange)
         }
         thread.name = "gatehouse-cache-watcher"

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import BrokerConfiguration
 import MQTTBroker
+import OpenSSLTLS
 import ProcessSupport
 import RevocationCache
 
@@ -38,6 +39,27 @@ public enum Preflight {
         } catch {
             throw Failure("\(error)")
         }
+    }
+
+    /// Every TLS listener's certificate chain, key, CA bundle, versions and ciphers must load into an OpenSSL
+    /// context: a bad file or cipher name is one clear error at start, not a worker crash loop.
+    public static func checkTLSListeners(_ configuration: GatehouseConfiguration) throws(Failure) {
+        var problems: [String] = []
+        for listener in configuration.listeners {
+            guard let tls = listener.tls else { continue }
+            let check = TLSContextConfiguration(
+                certificateChainPath: tls.certFile, privateKeyPath: tls.keyFile, caBundlePath: tls.caCertFile,
+                verifyPeer: tls.verify == .verifyPeer, failIfNoPeerCertificate: tls.failIfNoPeerCert,
+                versions: Set(tls.tlsVersions.map { $0 == .tlsv1_2 ? .tls1_2 : .tls1_3 }), ciphers: tls.ciphers,
+                isCRLCheckEnabled: false)
+            do {
+                _ = try TLSContext(configuration: check)
+            } catch {
+                problems.append(
+                    "\(configuration.sourcePath):\(listener.line): listener.ssl.\(listener.name): \(error)")
+            }
+        }
+        if !problems.isEmpty { throw Failure(problems.joined(separator: "\n")) }
     }
 
     /// Fails when a supervisor already runs on this configuration's run directory.

@@ -52,6 +52,7 @@ public final class SupervisorService {
                 throw Preflight.Failure("cannot create pid file: \(error)")
             }
             try Preflight.checkAccessFiles(configuration)
+            try Preflight.checkTLSListeners(configuration)
             try Preflight.checkListeners(configuration.listeners, in: configuration)
             try writeSnapshot()
             controlListener = try UnixSocket.listen(at: paths.controlSocket)
@@ -276,6 +277,7 @@ public final class SupervisorService {
         let new = fresh.configuration
         do {
             try Preflight.checkAccessFiles(new)
+            try Preflight.checkTLSListeners(new)
         } catch {
             logger.error("reload refused", metadata: ["error": "\(error)"])
             return error.description

@@ -56,6 +56,25 @@ def _bad_verify_value(b):
     return lines, "listener.ssl.external.verify", []
 
 
+def _certfile_not_a_certificate(b):
+    garbage = b.dir / "garbage.pem"
+    garbage.parent.mkdir(parents=True, exist_ok=True)
+    garbage.write_text("this is not a certificate\n")
+    lines = [l if not l.startswith("listener.ssl.external.certfile") else f"listener.ssl.external.certfile = {garbage}"
+             for l in b.config_lines(ssl=True)]
+    # The file exists, so the loader accepts the line; building the TLS context refuses it, naming the listener.
+    return lines, "listener.ssl.external", ["cannot load certificate chain", str(garbage)]
+
+
+def _key_does_not_match_certificate(b):
+    lines = b.config_lines(ssl=True)
+    cafile = next(l.split("=", 1)[1].strip() for l in lines if l.startswith("listener.ssl.external.cacertfile"))
+    # The CA certificate with the server's key: both files are valid, they just do not belong together.
+    lines = [l if not l.startswith("listener.ssl.external.certfile") else f"listener.ssl.external.certfile = {cafile}"
+             for l in lines]
+    return lines, "listener.ssl.external", ["private key does not match certificate"]
+
+
 CASES = {
     "unknown-key-did-you-mean": _unknown_key_did_you_mean,
     "unknown-node-key": _unknown_node_key,
@@ -64,6 +83,8 @@ CASES = {
     "worker-count-not-a-number": _bad_worker_count,
     "missing-certfile": _missing_certfile,
     "bad-verify-value": _bad_verify_value,
+    "certfile-not-a-certificate": _certfile_not_a_certificate,
+    "key-does-not-match-certificate": _key_does_not_match_certificate,
 }
 
 
@@ -128,4 +149,16 @@ def test_07_invalid_config_daemon_start_fails(broker):
     where = f"{broker.config_path}:{line}: {key}: unknown key (did you mean 'listener.ssl.external.verify'?)"
     assert where in err, f"stderr does not contain {where!r}:\n{err}"
     assert not broker.socket_path.exists(), "a control socket was left behind"
+    _assert_nothing_left(broker)
+
+
+def test_07_bad_acl_file_start_fails(broker):
+    """A malformed ACL file is refused at start with its own file and line, before any worker runs."""
+    acl = broker.dir / "acl.conf"
+    acl.parent.mkdir(parents=True, exist_ok=True)
+    acl.write_text("user alice\ntopics read a/#\n")
+    broker.write_config(broker.config_lines() + [f"acl_file = {acl}"])
+    rc, out, err, took = broker.run_start_expect_failure(foreground=True)
+    assert rc != 0, "start exited 0 with a malformed ACL file"
+    assert f"{acl}:2: unknown keyword 'topics'" in err, f"stderr does not name the ACL line:\n{err}"
     _assert_nothing_left(broker)

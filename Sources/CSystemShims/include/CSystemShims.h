@@ -14,6 +14,10 @@ int CSystemShims_set_process_name(const char *name);
 /// getsockopt(SO_PEERCRED): struct ucred needs _GNU_SOURCE, which the Glibc module does not define.
 int CSystemShims_peer_uid(int fd, uid_t *uid);
 
+/// setpriority(PRIO_PROCESS, gettid(), nice): lowers the calling thread only (gettid goes through the variadic
+/// syscall(2), which Swift cannot call).
+int CSystemShims_set_thread_nice(int nice);
+
 /// POSIX_SPAWN_SETSID is a GNU extension the Glibc module does not export.
 int CSystemShims_posix_spawn_setsid_flag(void);
 
