@@ -66,7 +66,7 @@ public enum DevelopmentPKI {
         for path in files.all {
             try FileSystem.refuseExisting(path)
         }
-        try FileSystem.makeDirectory(directory, mode: 0o700)
+        try FileSystem.makeDirectory(directory)
         for path in files.all {
             try FileSystem.refuseExisting(path)
         }
@@ -88,7 +88,6 @@ public enum DevelopmentPKI {
                 try FileSystem.writeAtomically(output.bytes, to: output.path, mode: output.mode)
                 written.append(output.path)
             }
-            try FileSystem.syncDirectory(directory)
         } catch {
             for path in written {
                 FileSystem.remove(path)

@@ -66,6 +66,8 @@ public enum FileDescriptor {
             open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         }
         do {
+            // Exactly `mode` whatever the umask; created with it, so never more open than that on the way.
+            try systemCall("fchmod", detail: temporary) { fchmod(fd, mode) }
             try writeAll(fd, bytes)
             try systemCall("fsync", detail: temporary) { fsync(fd) }
             close(fd)
@@ -82,12 +84,20 @@ public enum FileDescriptor {
         }
     }
 
-    /// mkdir -p with `mode` on the directories it creates; an existing directory gets `mode` only if `enforceMode`.
-    public static func makeDirectory(_ path: String, mode: mode_t, enforceMode: Bool = false) throws(SystemError) {
+    /// mkdir -p: `path` itself gets `mode` (exactly, when it is created or `enforceMode`), missing parents get
+    /// `parentMode` (default: `mode`).
+    public static func makeDirectory(
+        _ path: String, mode: mode_t, parentMode: mode_t? = nil, enforceMode: Bool = false
+    ) throws(SystemError) {
         var prefix = path.hasPrefix("/") ? "" : "."
-        for component in path.split(separator: "/") {
+        let components = path.split(separator: "/")
+        for (index, component) in components.enumerated() {
             prefix += "/" + component
-            if mkdir(prefix, mode) != 0 {
+            let isTarget = index == components.count - 1
+            let wanted = isTarget ? mode : (parentMode ?? mode)
+            if mkdir(prefix, wanted) == 0 {
+                try systemCall("chmod", detail: prefix) { chmod(prefix, wanted) }
+            } else {
                 let code = Glibc.errno
                 if code != EEXIST { throw SystemError(call: "mkdir", errno: code, detail: prefix) }
             }
