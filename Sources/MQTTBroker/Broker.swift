@@ -19,6 +19,7 @@ public final class Broker {
     var retained = RetainedStore<RetainedMessage>()
     /// Controllers with packets written since the last flush (see `flushPending`).
     var pendingFlush: [ObjectIdentifier: ConnectionController] = [:]
+    private var isFlushScheduled = false
     private var matches = SubscriptionTree<String, SubscriptionEntry>.Matches()
     private var mergeBuffer: [MergedDelivery] = []
     private var assignedIdentifierCounter: UInt64 = 0
@@ -59,6 +60,16 @@ public final class Broker {
     }
 
     func needsFlush(_ controller: ConnectionController) {
+        if pendingFlush.isEmpty && !isFlushScheduled {
+            // One flush per connection for everything routed while handling this batch of readiness events:
+            // ten publishers ready at once cost their common subscriber one write, not ten.
+            isFlushScheduled = true
+            scheduler.executeAfterCurrentEvents { [weak self] in
+                guard let self else { return }
+                self.isFlushScheduled = false
+                self.flushPending()
+            }
+        }
         pendingFlush[ObjectIdentifier(controller)] = controller
     }
 

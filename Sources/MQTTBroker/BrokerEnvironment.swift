@@ -19,6 +19,10 @@ public protocol BrokerScheduler: AnyObject {
     var now: MonotonicInstant { get }
     /// Runs `work` on the broker's loop after `delay`.
     func schedule(after delay: Duration, _ work: @escaping () -> Void) -> any ScheduledWork
+
+    /// Runs `work` on the broker's loop once the I/O events being handled now are done (NIO runs tasks after
+    /// each batch of readiness events), so writes from one batch of input are flushed together.
+    func executeAfterCurrentEvents(_ work: @escaping () -> Void)
 }
 
 /// A timer that can be cancelled.

@@ -18,6 +18,10 @@ final class EventLoopBrokerScheduler: BrokerScheduler {
         return ScheduledTask(task)
     }
 
+    func executeAfterCurrentEvents(_ work: @escaping () -> Void) {
+        loop.assumeIsolated().execute(work)
+    }
+
     private final class ScheduledTask: ScheduledWork {
         private let task: Scheduled<Void>
 

@@ -115,7 +115,7 @@ final class MQTTServerHandler: ChannelInboundHandler, MQTTClientConnection {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        broker.flushPending()
+        // The broker flushes once the whole batch of ready connections has been read (executeAfterCurrentEvents).
         context.fireChannelReadComplete()
     }
 

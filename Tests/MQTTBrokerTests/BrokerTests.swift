@@ -47,6 +47,13 @@ final class ManualScheduler: BrokerScheduler {
         return item
     }
 
+    /// Deferred flushes run when the test says so (`Broker.flushPending` in the harness).
+    var deferred: [() -> Void] = []
+
+    func executeAfterCurrentEvents(_ work: @escaping () -> Void) {
+        deferred.append(work)
+    }
+
     func advance(by duration: Duration) {
         let target = now + duration
         while let next = pending.filter({ $0.body != nil && $0.due <= target }).min(by: { $0.due < $1.due }) {
