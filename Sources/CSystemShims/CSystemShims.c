@@ -11,10 +11,6 @@ int CSystemShims_set_parent_death_signal(int sig) {
     return prctl(PR_SET_PDEATHSIG, (unsigned long)sig, 0, 0, 0);
 }
 
-int CSystemShims_set_process_name(const char *name) {
-    return prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0);
-}
-
 int CSystemShims_peer_uid(int fd, uid_t *uid) {
     struct ucred credentials;
     socklen_t length = sizeof(credentials);

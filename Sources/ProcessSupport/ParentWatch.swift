@@ -18,8 +18,4 @@ public enum ParentWatch {
         _ = CSystemShims_set_thread_nice(10)
     }
 
-    /// Names the process in ps/top (`gatehouse: worker 1`), at most 15 bytes.
-    public static func setProcessName(_ name: String) {
-        _ = CSystemShims_set_process_name(name)
-    }
 }

@@ -8,9 +8,6 @@
 /// prctl(PR_SET_PDEATHSIG, sig): prctl is variadic, so Swift cannot call it directly.
 int CSystemShims_set_parent_death_signal(int sig);
 
-/// prctl(PR_SET_NAME, name): names the calling thread (shows in ps/top).
-int CSystemShims_set_process_name(const char *name);
-
 /// getsockopt(SO_PEERCRED): struct ucred needs _GNU_SOURCE, which the Glibc module does not define.
 int CSystemShims_peer_uid(int fd, uid_t *uid);
 
