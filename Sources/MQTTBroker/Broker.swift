@@ -199,19 +199,17 @@ public final class Broker {
     /// Routes a message to every matching subscription, and updates the retained store when it is retained.
     func publish(_ message: ApplicationMessage) {
         statistics.messagesReceived += 1
+        guard let topic = try? TopicName(message.topic) else { return }
         if message.retain && settings.retainAvailable {
-            if let topic = try? TopicName(message.topic) {
-                if message.payload.readableBytes == 0 {
-                    _ = retained.remove(topic: topic)
-                } else {
-                    // A decoded payload is a slice of the whole read buffer: keep only its own bytes.
-                    var stored = message
-                    stored.payload = ByteBuffer(bytes: message.payload.readableBytesView)
-                    _ = retained.set(topic: topic, message: RetainedMessage(stored))
-                }
+            if message.payload.readableBytes == 0 {
+                _ = retained.remove(topic: topic)
+            } else {
+                // A decoded payload is a slice of the whole read buffer: keep only its own bytes.
+                var stored = message
+                stored.payload = ByteBuffer(bytes: message.payload.readableBytesView)
+                _ = retained.set(topic: topic, message: RetainedMessage(stored))
             }
         }
-        guard let topic = try? TopicName(message.topic) else { return }
         // Reuse one match buffer; a publish nested in a delivery (a will) gets a fresh one.
         var matches = self.matches
         self.matches = .init()
