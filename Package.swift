@@ -125,6 +125,7 @@ let package = Package(
         .testTarget(name: "MQTTCodecTests", dependencies: ["MQTTCodec", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "BrokerCoreTests", dependencies: ["BrokerCore"]),
         .testTarget(name: "AccessControlTests", dependencies: ["AccessControl"]),
+        .testTarget(name: "CurlClientTests", dependencies: ["CurlClient"]),
         .testTarget(
             name: "MQTTBrokerTests",
             dependencies: ["MQTTBroker", "MQTTCodec", "ProcessSupport", .product(name: "NIOCore", package: "swift-nio")]
