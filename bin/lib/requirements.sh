@@ -31,6 +31,11 @@ apt_install() {
             echo "gatehouse: could not install ${missing[*]}; install them with: apt-get install ${missing[*]}" >&2
             exit 1
         }
+        # The tests and benchmarks start their own Mosquitto on free ports: a package we just installed must not
+        # leave a system broker running on 1883, where Gatehouse's shipped config listens.
+        if printf '%s\n' "${missing[@]}" | grep -qx mosquitto; then
+            systemctl disable --now mosquitto >/dev/null 2>&1 || service mosquitto stop >/dev/null 2>&1 || true
+        fi
     else
         echo "gatehouse: missing system packages: ${missing[*]}. Install them with: sudo apt-get install ${missing[*]}" >&2
         exit 1
