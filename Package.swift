@@ -28,7 +28,7 @@ let package = Package(
         .target(name: "ControlChannel"),
         .target(name: "ProcessSupport", dependencies: ["CSystemShims"]),
         .target(name: "GatehouseLogging", dependencies: [.product(name: "Logging", package: "swift-log")]),
-        .target(name: "DevelopmentPKI", dependencies: ["COpenSSL", "COpenSSLShims", "ProcessSupport"]),
+        .target(name: "DevelopmentPKI", dependencies: ["COpenSSL", "COpenSSLShims", "OpenSSLTLS", "ProcessSupport"]),
         .target(name: "MQTTCodec", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
         .target(name: "BrokerCore", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
         .target(name: "AccessControl", dependencies: ["COpenSSL"]),

@@ -1,5 +1,6 @@
 internal import COpenSSL
 internal import COpenSSLShims
+import OpenSSLTLS
 
 #if canImport(Glibc)
 import Glibc
@@ -13,30 +14,7 @@ import Darwin
 // `fileprivate` so that only the typed methods in this file touch it. None of these are Sendable: each is created,
 // used and dropped by one `DevelopmentPKI.generate` call on one thread (the OpenSSL error queue is thread-local too).
 
-// MARK: - Error queue
-
-/// The calling thread's OpenSSL error queue.
-enum OpenSSLErrorQueue {
-    static func clear() {
-        ERR_clear_error()
-    }
-
-    /// Removes and returns every queued error, oldest first, as `ERR_error_string_n` text.
-    static func drain() -> [String] {
-        var messages: [String] = []
-        while true {
-            let code = ERR_get_error()
-            if code == 0 {
-                break
-            }
-            var buffer = [CChar](repeating: 0, count: 256)
-            ERR_error_string_n(code, &buffer, buffer.count)
-            let bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
-            messages.append(String(decoding: bytes, as: UTF8.self))
-        }
-        return messages
-    }
-}
+// MARK: - Error queue (OpenSSLTLS.OpenSSLErrorQueue)
 
 extension DevelopmentPKIError {
     /// An OpenSSL failure of `operation`, carrying (and emptying) the current error queue.

@@ -31,13 +31,13 @@ public struct OpenSSLError: Error, Sendable, CustomStringConvertible {
 
 /// The calling thread's OpenSSL error queue. OpenSSL keeps one queue per thread, shared by every connection on an
 /// event loop, so it is cleared before each call whose errors we report and drained right after.
-enum OpenSSLErrorQueue {
-    static func clear() {
+public enum OpenSSLErrorQueue {
+    public static func clear() {
         ERR_clear_error()
     }
 
     /// Removes and returns every queued error, oldest first, as `ERR_error_string_n` text.
-    static func drain() -> [String] {
+    public static func drain() -> [String] {
         var messages: [String] = []
         while true {
             let code = ERR_get_error()
