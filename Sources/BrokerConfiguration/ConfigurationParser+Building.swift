@@ -12,7 +12,8 @@ extension ConfigurationParser {
             cacheDirectory: global.optionalString("node.cache_dir") ?? dataDirectory + "/cache",
             runDirectory: global.optionalString("node.run_dir") ?? dataDirectory + "/run",
             shutdownTimeout: global.duration("node.shutdown_timeout"),
-            metricsListener: global.address("node.metrics_listener"))
+            metricsListener: global.address("node.metrics_listener"),
+            fetchRefreshFloor: global.duration("node.fetch_refresh_floor"))
         let log = LogSettings(
             level: global.choice("log.level"),
             destination: global.choice("log.to"),

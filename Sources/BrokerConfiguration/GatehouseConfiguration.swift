@@ -55,11 +55,15 @@ public struct NodeSettings: Sendable, Equatable {
     public var shutdownTimeout: Duration
     /// `node.metrics_listener`; default 127.0.0.1:9469. `nil` when set to `off`.
     public var metricsListener: ListenAddress?
+    /// `node.fetch_refresh_floor` (new key); default 1m, minimum 1s. The fetcher never refreshes a CRL or an OCSP
+    /// response that it fetched successfully sooner than this, whatever the intervals and nextUpdate say.
+    public var fetchRefreshFloor: Duration
 
     public init(
         workerProcesses: Int, dataDirectory: String, cacheDirectory: String, runDirectory: String,
-        shutdownTimeout: Duration, metricsListener: ListenAddress?
+        shutdownTimeout: Duration, metricsListener: ListenAddress?, fetchRefreshFloor: Duration = .seconds(60)
     ) {
+        self.fetchRefreshFloor = fetchRefreshFloor
         self.workerProcesses = workerProcesses
         self.dataDirectory = dataDirectory
         self.cacheDirectory = cacheDirectory
@@ -140,7 +144,7 @@ public struct AuthenticationSettings: Sendable, Equatable {
 public struct CRLCacheSettings: Sendable, Equatable {
     /// `crl_cache_http_timeout`; default 15s.
     public var httpTimeout: Duration
-    /// `crl_cache_refresh_interval`; default 15m, floor 1m.
+    /// `crl_cache_refresh_interval`; default 15m (never below `node.fetch_refresh_floor`).
     public var refreshInterval: Duration
     /// `crl_cache_max_size` (new key); default 64MB.
     public var maxSize: Int
@@ -258,7 +262,7 @@ public struct TLSSettings: Sendable, Equatable {
     public var enableOCSPStapling: Bool
     public var ocspResponderURL: String?
     public var ocspIssuerPEM: String?
-    /// `ocsp_refresh_interval`; default 5m, floor 1m.
+    /// `ocsp_refresh_interval`; default 5m (never below `node.fetch_refresh_floor`).
     public var ocspRefreshInterval: Duration
     /// `ocsp_refresh_http_timeout`; default 15s.
     public var ocspRefreshHTTPTimeout: Duration

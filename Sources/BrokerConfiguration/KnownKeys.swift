@@ -12,6 +12,8 @@ enum KnownKeys {
         KeySpecification("node.run_dir", .directory),
         KeySpecification("node.shutdown_timeout", .duration(minimum: .zero), default: .duration(.seconds(15))),
         KeySpecification(
+            "node.fetch_refresh_floor", .duration(minimum: .seconds(1)), default: .duration(.seconds(60))),
+        KeySpecification(
             "node.metrics_listener", .addressOrOff,
             default: .address(ListenAddress(host: "127.0.0.1", port: 9469))),
         KeySpecification(
@@ -34,7 +36,7 @@ enum KnownKeys {
         KeySpecification("mqtt.shared_subscription", .boolean, default: .boolean(true)),
         KeySpecification("crl_cache_http_timeout", .duration(minimum: positive), default: .duration(.seconds(15))),
         KeySpecification(
-            "crl_cache_refresh_interval", .duration(minimum: .seconds(60)), default: .duration(.seconds(900))),
+            "crl_cache_refresh_interval", .duration(minimum: .seconds(1)), default: .duration(.seconds(900))),
         KeySpecification("crl_cache_max_size", .size(1...Int.max), default: .integer(64 << 20)),
         KeySpecification("crl_cache_https_cacertfile", .file),
     ]
@@ -77,7 +79,7 @@ enum KnownKeys {
         KeySpecification("ocsp_responder_url", .url, listenerKinds: [.ssl]),
         KeySpecification("ocsp_issuer_pem", .file, listenerKinds: [.ssl]),
         KeySpecification(
-            "ocsp_refresh_interval", .duration(minimum: .seconds(60)), default: .duration(.seconds(300)),
+            "ocsp_refresh_interval", .duration(minimum: .seconds(1)), default: .duration(.seconds(300)),
             listenerKinds: [.ssl]),
         KeySpecification(
             "ocsp_refresh_http_timeout", .duration(minimum: positive), default: .duration(.seconds(15)),
