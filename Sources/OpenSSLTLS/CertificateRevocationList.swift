@@ -90,6 +90,18 @@ public final class CertificateRevocationList: @unchecked Sendable {
         return ASN1Conversions.integerDecimal(number)
     }
 
+    /// The CRL in DER, as the fetcher publishes it.
+    public var derBytes: [UInt8] {
+        var output: UnsafeMutablePointer<UInt8>?
+        let length = i2d_X509_CRL(pointer, &output)
+        guard length > 0, let output else {
+            OpenSSLErrorQueue.clear()
+            return []
+        }
+        defer { COpenSSLShims_OPENSSL_free(output) }
+        return Array(UnsafeBufferPointer(start: output, count: Int(length)))
+    }
+
     /// The number of revoked entries.
     public var revokedCount: Int {
         guard let revoked = X509_CRL_get_REVOKED(pointer) else {
@@ -168,6 +180,7 @@ struct CRLScope {
         if X509_CRL_get_ext_by_NID(crl, NID_delta_crl, -1) >= 0 {
             throw CRLRejectionReason("delta CRLs are not supported")
         }
+        try Self.rejectUnknownCriticalExtensions(crl)
         var critical: Int32 = 0
         guard let raw = X509_CRL_get_ext_d2i(crl, NID_issuing_distribution_point, &critical, nil) else {
             ERR_clear_error()
@@ -200,6 +213,32 @@ struct CRLScope {
             if distributionPointURIs.isEmpty {
                 throw CRLRejectionReason("issuingDistributionPoint names no URI")
             }
+        }
+    }
+}
+
+extension CRLScope {
+    /// The CRL extensions this code understands; any other one marked critical makes the CRL unusable (RFC 5280
+    /// 5.2: a CRL with an unrecognized critical extension must not be used to decide revocation).
+    private static let understoodExtensions: Set<Int32> = [
+        NID_authority_key_identifier, NID_issuer_alt_name, NID_crl_number, NID_delta_crl,
+        NID_issuing_distribution_point, NID_freshest_crl, NID_info_access,
+    ]
+
+    static func rejectUnknownCriticalExtensions(_ crl: OpaquePointer) throws(CRLRejectionReason) {
+        let count = X509_CRL_get_ext_count(crl)
+        guard count > 0 else { return }
+        for index in 0..<count {
+            guard let extensionPointer = X509_CRL_get_ext(crl, index),
+                  X509_EXTENSION_get_critical(extensionPointer) != 0
+            else { continue }
+            let object = X509_EXTENSION_get_object(extensionPointer)
+            let nid = OBJ_obj2nid(object)
+            if understoodExtensions.contains(nid) { continue }
+            var buffer = [CChar](repeating: 0, count: 128)
+            let length = OBJ_obj2txt(&buffer, Int32(buffer.count), object, 1)
+            let oid = length > 0 ? String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
+            throw CRLRejectionReason("critical extension \(oid) is not understood")
         }
     }
 }

@@ -134,6 +134,35 @@ public final class X509Certificate: @unchecked Sendable {
         return urls
     }
 
+    /// Whether `issuer`'s subject is this certificate's issuer name and its key verifies this certificate.
+    public func isIssued(by issuer: X509Certificate) -> Bool {
+        guard X509_NAME_cmp(X509_get_issuer_name(pointer), X509_get_subject_name(issuer.pointer)) == 0,
+              let key = X509_get0_pubkey(issuer.pointer)
+        else {
+            ERR_clear_error()
+            return false
+        }
+        let verified = X509_verify(pointer, key)
+        ERR_clear_error()
+        return verified == 1
+    }
+
+    /// Whether the certificate carries the TLS feature extension with status_request (RFC 7633 "must-staple").
+    public var isMustStaple: Bool {
+        guard let raw = X509_get_ext_d2i(pointer, NID_tlsfeature, nil, nil) else {
+            ERR_clear_error()
+            return false
+        }
+        let features = OpaquePointer(raw)
+        defer { OPENSSL_sk_pop_free(features) { ASN1_INTEGER_free(OpaquePointer($0).map { UnsafeMutablePointer<ASN1_INTEGER>($0) }) } }
+        for index in 0..<max(0, OPENSSL_sk_num(features)) {
+            guard let value = OPENSSL_sk_value(features, index) else { continue }
+            let integer = value.assumingMemoryBound(to: ASN1_INTEGER.self)
+            if ASN1_INTEGER_get(integer) == 5 { return true }
+        }
+        return false
+    }
+
     /// The DER encoding.
     public var derBytes: [UInt8] {
         var output: UnsafeMutablePointer<UInt8>?

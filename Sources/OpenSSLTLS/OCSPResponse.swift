@@ -1,0 +1,247 @@
+internal import COpenSSL
+internal import COpenSSLShims
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Building OCSP requests and checking OCSP responses for the server certificate a listener staples (RFC 6960).
+/// Stateless; blocking but cheap (one signature check). Used by the fetcher before it publishes a response and by
+/// nothing on a handshake path.
+public enum OCSP {
+    /// The DER of a request for `certificate`'s status (SHA-1 CertID of `issuer`'s name and key, as every
+    /// responder understands; no nonce, so the answer can be cached and stapled).
+    public static func request(certificate: X509Certificate, issuer: X509Certificate) throws(OpenSSLError) -> [UInt8] {
+        OpenSSLErrorQueue.clear()
+        let request = try openSSLObject("OCSP_REQUEST_new", "cannot create OCSP request") { OCSP_REQUEST_new() }
+        defer { OCSP_REQUEST_free(request) }
+        let identifier = try openSSLObject("OCSP_cert_to_id", "cannot build OCSP CertID") {
+            OCSP_cert_to_id(EVP_sha1(), certificate.pointer, issuer.pointer)
+        }
+        guard OCSP_request_add0_id(request, identifier) != nil else {
+            OCSP_CERTID_free(identifier)
+            throw .drained("OCSP_request_add0_id", "cannot add CertID to OCSP request")
+        }
+        var output: UnsafeMutablePointer<UInt8>?
+        let length = i2d_OCSP_REQUEST(request, &output)
+        guard length > 0, let output else {
+            throw .drained("i2d_OCSP_REQUEST", "cannot encode OCSP request")
+        }
+        defer { COpenSSLShims_OPENSSL_free(output) }
+        return Array(UnsafeBufferPointer(start: output, count: Int(length)))
+    }
+
+    /// The server certificate of a stapling listener (the first in `certificateChainPath`) and its issuer:
+    /// `issuerPath`'s first certificate when given, else the certificate in the rest of the chain or in
+    /// `caBundlePath` whose subject is the server certificate's issuer (nil if none). Blocking file reads.
+    public static func stapledIdentity(
+        certificateChainPath: String, issuerPath: String?, caBundlePath: String?
+    ) throws(OpenSSLError) -> (certificate: X509Certificate, issuer: X509Certificate?) {
+        let chain = try X509Certificate.load(file: certificateChainPath)
+        guard let certificate = chain.first else {
+            throw OpenSSLError(operation: "PEM_read", message: "no certificate in \(certificateChainPath)")
+        }
+        if let issuerPath {
+            return (certificate, try X509Certificate.load(file: issuerPath).first)
+        }
+        var candidates = Array(chain.dropFirst())
+        if let caBundlePath {
+            candidates += (try? X509Certificate.load(file: caBundlePath)) ?? []
+        }
+        return (certificate, candidates.first { certificate.isIssued(by: $0) })
+    }
+
+    /// Checks a response before it may be stapled: the response status is successful; it is a basic response
+    /// signed by `issuer`, or by a responder certificate issued by `issuer` that carries id-kp-OCSPSigning; it has
+    /// a single response for exactly `certificate` (CertID match); the status is good; thisUpdate is not in the
+    /// future (with `leeway` seconds of clock skew) and nextUpdate not reached (no leeway).
+    public static func validate(
+        _ der: [UInt8], certificate: X509Certificate, issuer: X509Certificate, now: Int64, leeway: Int64 = 300
+    ) -> Result<OCSPVerifiedResponse, OCSPValidationError> {
+        OpenSSLErrorQueue.clear()
+        guard !der.isEmpty else {
+            return .failure(.malformed("empty OCSP response"))
+        }
+        let parsed: OpaquePointer? = der.withUnsafeBufferPointer { buffer in
+            var cursor: UnsafePointer<UInt8>? = buffer.baseAddress
+            return d2i_OCSP_RESPONSE(nil, &cursor, buffer.count)
+        }
+        guard let response = parsed else {
+            OpenSSLErrorQueue.clear()
+            return .failure(.malformed("not an OCSP response (DER)"))
+        }
+        defer { OCSP_RESPONSE_free(response) }
+        let status = OCSP_response_status(response)
+        guard status == OCSP_RESPONSE_STATUS_SUCCESSFUL else {
+            return .failure(.responderStatus(responseStatusName(status)))
+        }
+        guard let basic = OCSP_response_get1_basic(response) else {
+            OpenSSLErrorQueue.clear()
+            return .failure(.malformed("not a basic OCSP response"))
+        }
+        defer { OCSP_BASICRESP_free(basic) }
+
+        if let failure = verifySignature(basic, issuer: issuer) {
+            return .failure(failure)
+        }
+        guard let identifier = OCSP_cert_to_id(EVP_sha1(), certificate.pointer, issuer.pointer) else {
+            OpenSSLErrorQueue.clear()
+            return .failure(.malformed("cannot build OCSP CertID"))
+        }
+        defer { OCSP_CERTID_free(identifier) }
+        var certificateStatus: Int32 = -1
+        var reason: Int32 = -1
+        var revokedAt: UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?
+        var thisUpdate: UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?
+        var nextUpdate: UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?
+        guard OCSP_resp_find_status(basic, identifier, &certificateStatus, &reason, &revokedAt, &thisUpdate, &nextUpdate)
+                == 1
+        else {
+            OpenSSLErrorQueue.clear()
+            return .failure(.notCovered(serial: certificate.serialHex))
+        }
+        switch certificateStatus {
+        case V_OCSP_CERTSTATUS_GOOD:
+            break
+        case V_OCSP_CERTSTATUS_REVOKED:
+            let reasonText = reason >= 0 ? OCSP_crl_reason_str(Int(reason)).map { String(cString: $0) } : nil
+            return .failure(.revoked(
+                serial: certificate.serialHex, at: ASN1Conversions.unixTime(revokedAt), reason: reasonText))
+        default:
+            return .failure(.unknown(serial: certificate.serialHex))
+        }
+        guard let thisTime = ASN1Conversions.unixTime(thisUpdate) else {
+            return .failure(.malformed("thisUpdate is missing or malformed"))
+        }
+        let nextTime = ASN1Conversions.unixTime(nextUpdate)
+        if thisTime > now + leeway {
+            return .failure(.outsideValidity("thisUpdate \(Timestamp.iso8601(thisTime)) is in the future"))
+        }
+        if let nextTime {
+            if nextTime < thisTime {
+                return .failure(.outsideValidity("nextUpdate is before thisUpdate"))
+            }
+            // No leeway here: a response past its nextUpdate is stale and is never stapled.
+            if nextTime <= now {
+                return .failure(.outsideValidity("expired: nextUpdate \(Timestamp.iso8601(nextTime)) has passed"))
+            }
+        }
+        let producedAt = ASN1Conversions.unixTime(OCSP_resp_get0_produced_at(basic))
+        return .success(OCSPVerifiedResponse(
+            derBytes: der, serialHex: certificate.serialHex, thisUpdate: thisTime, nextUpdate: nextTime,
+            producedAt: producedAt))
+    }
+
+    /// `OCSP_basic_verify` with `issuer` as the only trust anchor (partial chains allowed, so an intermediate
+    /// issuer works): the signer must be the issuer itself or a certificate it issued with id-kp-OCSPSigning.
+    private static func verifySignature(_ basic: OpaquePointer, issuer: X509Certificate) -> OCSPValidationError? {
+        guard let store = X509_STORE_new() else {
+            OpenSSLErrorQueue.clear()
+            return .malformed("out of memory")
+        }
+        defer { X509_STORE_free(store) }
+        guard X509_STORE_add_cert(store, issuer.pointer) == 1,
+              X509_STORE_set_flags(store, UInt(X509_V_FLAG_PARTIAL_CHAIN)) == 1,
+              let extra = OPENSSL_sk_new_null()
+        else {
+            OpenSSLErrorQueue.clear()
+            return .malformed("cannot prepare the OCSP trust store")
+        }
+        defer { OPENSSL_sk_free(extra) }
+        // The issuer as an extra candidate signer, for responses that carry no certificates.
+        _ = OPENSSL_sk_push(extra, UnsafeRawPointer(issuer.pointer))
+        let verified = OCSP_basic_verify(basic, extra, store, 0)
+        guard verified == 1 else {
+            let errors = OpenSSLErrorQueue.drain()
+            let detail = errors.isEmpty ? "no detail" : errors.joined(separator: "; ")
+            return .signature("responder signature or authorization does not verify: \(detail)")
+        }
+        return nil
+    }
+
+    static func responseStatusName(_ status: Int32) -> String {
+        switch status {
+        case OCSP_RESPONSE_STATUS_MALFORMEDREQUEST: return "malformedRequest"
+        case OCSP_RESPONSE_STATUS_INTERNALERROR: return "internalError"
+        case OCSP_RESPONSE_STATUS_TRYLATER: return "tryLater"
+        case OCSP_RESPONSE_STATUS_SIGREQUIRED: return "sigRequired"
+        case OCSP_RESPONSE_STATUS_UNAUTHORIZED: return "unauthorized"
+        default: return "status \(status)"
+        }
+    }
+}
+
+/// An OCSP response that passed `OCSP.validate`: status good, signature and CertID checked, inside its window.
+public struct OCSPVerifiedResponse: Sendable, Equatable {
+    /// The response exactly as received, to be stapled as it is.
+    public var derBytes: [UInt8]
+    /// The certificate it is about.
+    public var serialHex: String
+    public var thisUpdate: Int64
+    /// nil when the responder gave none (newer information is always available).
+    public var nextUpdate: Int64?
+    public var producedAt: Int64?
+}
+
+/// Why `OCSP.validate` refused a response, in words for a log line.
+public enum OCSPValidationError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Not DER, not a basic response, a missing field.
+    case malformed(String)
+    /// The responder answered with an error status (tryLater, unauthorized, …) instead of a response.
+    case responderStatus(String)
+    /// The signature does not verify, or the signer is not authorized for the issuer.
+    case signature(String)
+    /// No single response in it is about our certificate.
+    case notCovered(serial: String)
+    /// The responder says the certificate is revoked.
+    case revoked(serial: String, at: Int64?, reason: String?)
+    /// The responder does not know the certificate.
+    case unknown(serial: String)
+    /// thisUpdate in the future or nextUpdate in the past.
+    case outsideValidity(String)
+
+    public var description: String {
+        switch self {
+        case .malformed(let text):
+            return text
+        case .responderStatus(let status):
+            return "responder answered \(status), not a response"
+        case .signature(let text):
+            return text
+        case .notCovered(let serial):
+            return "response does not cover the certificate (serial \(serial))"
+        case .revoked(let serial, let at, let reason):
+            var text = "certificate status revoked (serial \(serial)"
+            if let at { text += ", revoked at \(Timestamp.iso8601(at))" }
+            if let reason { text += ", reason \(reason)" }
+            return text + ")"
+        case .unknown(let serial):
+            return "certificate status unknown to the responder (serial \(serial))"
+        case .outsideValidity(let text):
+            return text
+        }
+    }
+
+    /// Whether the responder itself reported the certificate revoked.
+    public var isRevoked: Bool {
+        if case .revoked = self { return true }
+        return false
+    }
+}
+
+/// UTC timestamps for log lines.
+public enum Timestamp {
+    /// e.g. "2026-11-29T08:39:35Z".
+    public static func iso8601(_ seconds: Int64) -> String {
+        var time = time_t(seconds)
+        var parts = tm()
+        guard gmtime_r(&time, &parts) != nil else {
+            return "\(seconds)"
+        }
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T"
+            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
+    }
+}
