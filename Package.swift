@@ -49,7 +49,7 @@ let package = Package(
             ]
         ),
         .target(name: "CurlClient", dependencies: ["CCurl", "CCurlShims"]),
-        .target(name: "RevocationCache", dependencies: ["ProcessSupport"]),
+        .target(name: "RevocationCache", dependencies: ["COpenSSL", "ProcessSupport"]),
 
         // MARK: Role libraries
         .target(
@@ -72,7 +72,7 @@ let package = Package(
         .target(
             name: "Fetcher",
             dependencies: [
-                "BrokerConfiguration", "ControlChannel", "ProcessSupport", "RevocationCache", "CurlClient",
+                "BrokerConfiguration", "ControlChannel", "ProcessSupport", "RevocationCache", "CurlClient", "OpenSSLTLS",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

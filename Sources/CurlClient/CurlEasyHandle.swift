@@ -166,10 +166,12 @@ private final class Transfer {
 }
 
 /// `curl_global_init` exactly once per process, before the first handle.
-enum CurlGlobal {
+/// `curl_global_init`, once per process. A process that uses libcurl from several threads calls this on its main
+/// thread before starting them (`CurlEasyHandle` also calls it, for single-threaded use).
+public enum CurlGlobal {
     private static let done = Mutex(false)
 
-    static func initializeOnce() {
+    public static func initializeOnce() {
         done.withLock { done in
             guard !done else { return }
             _ = curl_global_init(Int(CURL_GLOBAL_DEFAULT))
