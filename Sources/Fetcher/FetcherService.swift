@@ -4,52 +4,120 @@ import Glibc
 import BrokerConfiguration
 import ControlChannel
 import CurlClient
+import Foundation
 import Logging
+import OpenSSLTLS
 import ProcessSupport
 import RevocationCache
+import Synchronization
 
-/// The fetcher process: the only one that talks to CAs. Downloading, validating and publishing CRLs and OCSP
-/// responses into the cache directory come with the fetcher issue; this is its long-running loop and its link to
-/// the supervisor. Single-threaded; signals arrive through a signalfd.
+/// The fetcher process: the only one that talks to CAs. It keeps every CRL and OCSP response the configuration
+/// asks for fresh in the cache directory (see `CacheLayout`), downloading with libcurl, validating with OpenSSL
+/// and publishing atomically; workers pick the files up with inotify.
+///
+/// The main thread runs a poll loop (supervisor channel, signalfd, a wake-up socket) and owns all scheduling
+/// state. Each download runs on a thread of its own at low priority, at most one per item (single flight) and at
+/// most `maximumConcurrentJobs` at once, and hands its result back through the wake-up socket.
 public final class FetcherService {
     private var configuration: GatehouseConfiguration
     private let logger: Logger
     private let signals: SignalDescriptor
     private let link: Int32
     private var decoder = ChildMessageDecoder()
+    private let layout: CacheLayout
+    private let wakeup: (read: Int32, write: Int32)
+    private let inbox = Inbox()
+
+    private var plan: FetchPlan
+    private var items: [String: Item] = [:]
+    private var inFlight = 0
+    private var watcher: CacheWatcher?
+
+    static let maximumConcurrentJobs = 4
+    /// Reported distribution points kept at most (a bound on what client certificates can make us fetch).
+    static let maximumReportedSources = 1000
+
+    private struct Item {
+        var source: FetchSource
+        var metadata: CacheItemMetadata
+        var due: Double
+        var isRunning = false
+    }
+
+    /// What job threads and the request watcher hand to the main thread.
+    private final class Inbox: Sendable {
+        private let state = Mutex(State())
+
+        struct State {
+            var results: [FetchResult] = []
+            var requestsChanged = false
+        }
+
+        func post(_ result: FetchResult) {
+            state.withLock { $0.results.append(result) }
+        }
+
+        func noteRequests() {
+            state.withLock { $0.requestsChanged = true }
+        }
+
+        func take() -> State {
+            state.withLock { state in
+                let taken = state
+                state = State()
+                return taken
+            }
+        }
+    }
 
     /// Create on the main thread before any other thread starts (the signal mask is per thread).
     public init(configuration: GatehouseConfiguration, logger: Logger, supervisorChannel: Int32) throws(SystemError) {
         self.configuration = configuration
         self.logger = logger
         self.link = supervisorChannel
+        self.layout = CacheLayout(root: configuration.node.cacheDirectory)
         signal(SIGPIPE, SIG_IGN)
         signal(SIGINT, SIG_IGN)
         signal(SIGHUP, SIG_IGN)
         self.signals = try SignalDescriptor(signals: [SIGTERM])
         try FileDescriptor.setNonBlocking(supervisorChannel)
+        let pair = try FileDescriptor.socketPair()
+        try FileDescriptor.setNonBlocking(pair.0)
+        try FileDescriptor.setNonBlocking(pair.1)
+        wakeup = (pair.0, pair.1)
+        CurlGlobal.initializeOnce()
+        plan = FetchPlan(configuration: configuration)
     }
 
     /// Runs until told to quit; returns the exit code.
     public func run() -> Int32 {
-        let cache = CacheLayout(root: configuration.node.cacheDirectory)
         do {
-            try cache.create()
+            try layout.create()
         } catch {
             logger.critical("cannot prepare the cache directory", metadata: ["error": "\(error)"])
             return 1
         }
+        removeLeftoverTemporaryFiles()
+        apply(plan: plan, now: FetchJob.wallClock())
+        takeRequests(now: FetchJob.wallClock())
+        startWatchingRequests()
         logger.info(
             "fetcher running",
-            metadata: ["cache_dir": "\(cache.root)", "curl": "\(CurlVersion.description)"])
+            metadata: [
+                "cache_dir": "\(layout.root)", "curl": "\(CurlVersion.description)",
+                "fetch.items": "\(items.count)",
+            ])
         try? FileDescriptor.writeAll(link, ChildMessage.ready.encoded())
 
         while true {
+            let now = FetchJob.wallClock()
+            startDueJobs(now: now)
             var descriptors = [
                 pollfd(fd: link, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: signals.fileDescriptor, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: wakeup.read, events: Int16(POLLIN), revents: 0),
             ]
-            let ready = poll(&descriptors, 2, 60_000)
+            let ready = poll(&descriptors, 3, pollTimeout(now: FetchJob.wallClock()))
             if ready < 0 && errno != EINTR {
                 logger.error("poll failed", metadata: ["errno": "\(errno)"])
                 return 1
@@ -61,8 +129,328 @@ public final class FetcherService {
             if descriptors[0].revents != 0 {
                 if let code = readSupervisor() { return code }
             }
+            if descriptors[2].revents != 0 {
+                _ = try? FileDescriptor.readAvailable(wakeup.read, limit: 4096)
+            }
+            let delivered = inbox.take()
+            for result in delivered.results {
+                finish(result, now: FetchJob.wallClock())
+            }
+            if delivered.requestsChanged {
+                takeRequests(now: FetchJob.wallClock())
+            }
         }
     }
+
+    // MARK: Items
+
+    /// Brings `items` in line with a plan: new sources start from their metadata (or now), sources no longer
+    /// configured are dropped with their files, reported distribution points found on disk are kept.
+    private func apply(plan: FetchPlan, now: Double) {
+        for note in plan.notes {
+            let metadata: Logger.Metadata = ["listener": "ssl:\(note.listener)"]
+            switch note.level {
+            case .info: logger.info("\(note.message)", metadata: metadata)
+            case .error: logger.error("\(note.message)", metadata: metadata)
+            }
+        }
+        var wanted: [String: FetchSource] = [:]
+        for source in plan.crlSources + plan.staplingSources {
+            wanted[source.key] = source
+        }
+        for metadata in storedMetadata() where metadata.kind == .crl && metadata.origin == .reported {
+            let source = FetchSource(kind: .crl, url: metadata.sourceURL, origin: .reported)
+            if wanted[source.key] == nil && DistributionPointRequests.isAcceptable(source.url) {
+                wanted[source.key] = source
+            }
+        }
+        for (key, item) in items where wanted[key] == nil {
+            items[key] = nil
+            if !item.isRunning {
+                removeFiles(of: item.source, reason: "no longer configured")
+            }
+        }
+        for metadata in storedMetadata() {
+            let source = FetchSource(
+                kind: metadata.kind == .crl ? .crl : .ocsp(listener: metadata.listener ?? ""),
+                url: metadata.sourceURL, origin: metadata.origin)
+            if wanted[source.key] == nil && items[source.key] == nil {
+                removeFiles(of: source, reason: "no longer configured")
+            }
+        }
+        for (key, source) in wanted.sorted(by: { $0.key < $1.key }) {
+            if var existing = items[key] {
+                existing.source = source
+                existing.metadata.sourceURL = source.url
+                items[key] = existing
+                continue
+            }
+            items[key] = resume(source, now: now)
+        }
+    }
+
+    /// An item as the previous fetcher left it: due when its metadata says, or now if it has none or its
+    /// published file is not the one described.
+    private func resume(_ source: FetchSource, now: Double) -> Item {
+        let fresh = CacheItemMetadata(
+            kind: source.kind == .crl ? .crl : .ocsp, sourceURL: source.url, origin: source.origin,
+            listener: listener(of: source), file: relativeFile(of: source))
+        guard var metadata = CacheItemMetadata.read(metadataPath(of: source)), metadata.sourceURL == source.url
+        else {
+            return Item(source: source, metadata: fresh, due: now)
+        }
+        metadata.origin = source.origin
+        guard let bytes = FileDescriptor.readFile(dataPath(of: source), limit: configuration.crlCache.maxSize + 1),
+              Digest.sha256Hex(bytes) == metadata.sha256
+        else {
+            // A crash between the two renames, or a file removed by hand: fetch now, unconditionally.
+            metadata.sha256 = nil
+            metadata.etag = nil
+            metadata.lastModified = nil
+            return Item(source: source, metadata: metadata, due: now)
+        }
+        let due: Double
+        if metadata.consecutiveFailures > 0 {
+            due = metadata.nextAttempt ?? now
+        } else if let fetchedAt = metadata.fetchedAt {
+            due = fetchedAt + schedule(of: source).delayAfterSuccess(
+                now: fetchedAt, thisUpdate: metadata.thisUpdate, nextUpdate: metadata.nextUpdate)
+        } else {
+            due = now
+        }
+        logger.debug(
+            "cache item resumed",
+            metadata: ["fetch.url": "\(source.url)", "fetch.due_in": "\(Self.rounded(max(0, due - now)))"])
+        return Item(source: source, metadata: metadata, due: min(due, now + schedule(of: source).interval))
+    }
+
+    private func startDueJobs(now: Double) {
+        let due = items.values
+            .filter { !$0.isRunning && $0.due <= now }
+            .sorted { $0.due < $1.due }
+        for item in due where inFlight < Self.maximumConcurrentJobs {
+            start(item.source.key)
+        }
+    }
+
+    private func start(_ key: String) {
+        guard var item = items[key] else { return }
+        item.isRunning = true
+        items[key] = item
+        inFlight += 1
+        let job = FetchJob(
+            source: item.source, metadata: item.metadata, layout: layout,
+            settings: FetchSettings(
+                crlTimeout: configuration.crlCache.httpTimeout, maximumSize: configuration.crlCache.maxSize,
+                httpsCABundle: configuration.crlCache.httpsCACertFile),
+            authorities: plan.crlAuthorities, stapling: listener(of: item.source).flatMap { plan.stapling[$0] })
+        let inbox = self.inbox
+        let wakeWrite = wakeup.write
+        let thread = Thread {
+            ParentWatch.lowerCurrentThreadPriority()
+            inbox.post(job.run())
+            var byte: UInt8 = 1
+            _ = write(wakeWrite, &byte, 1)
+        }
+        thread.name = "gatehouse-fetch"
+        thread.start()
+    }
+
+    private func finish(_ result: FetchResult, now: Double) {
+        inFlight -= 1
+        let key = result.source.key
+        guard var item = items[key] else {
+            // Dropped by a reload while it ran.
+            removeFiles(of: result.source, reason: "no longer configured")
+            return
+        }
+        item.isRunning = false
+        item.metadata = result.metadata
+        let schedule = schedule(of: item.source)
+        var fields: Logger.Metadata = ["fetch.url": "\(item.source.url)"]
+        if let listener = listener(of: item.source) {
+            fields["fetch.listener"] = "\(listener)"
+        }
+        switch result.outcome {
+        case .published(let details):
+            item.due = now + schedule.delayAfterSuccess(
+                now: now, thisUpdate: item.metadata.thisUpdate, nextUpdate: item.metadata.nextUpdate)
+            fields["fetch.file"] = "\(details.path)"
+            fields["fetch.bytes"] = "\(details.bytes)"
+            fields["fetch.download_ms"] = "\(details.downloadMilliseconds)"
+            fields["fetch.validate_ms"] = "\(details.validateMilliseconds)"
+            fields["fetch.publish_ms"] = "\(details.publishMilliseconds)"
+            fields["revocation.this_update"] = "\(Self.timestamp(item.metadata.thisUpdate))"
+            fields["revocation.next_update"] = "\(Self.timestamp(item.metadata.nextUpdate))"
+            fields["fetch.next_in"] = "\(Self.rounded(item.due - now))"
+            switch item.source.kind {
+            case .crl:
+                fields["revocation.crl_number"] = "\(item.metadata.crlNumber ?? "-")"
+                fields["revocation.entries"] = "\(details.entries ?? 0)"
+                fields["fetch.origin"] = "\(item.source.origin.rawValue)"
+                logger.info("CRL published", metadata: fields)
+            case .ocsp:
+                fields["ocsp.cert_status"] = "good"
+                logger.info("OCSP response published", metadata: fields)
+            }
+        case .notModified(let status):
+            item.due = now + schedule.delayAfterSuccess(
+                now: now, thisUpdate: item.metadata.thisUpdate, nextUpdate: item.metadata.nextUpdate)
+            fields["fetch.http_status"] = "\(status)"
+            fields["fetch.next_in"] = "\(Self.rounded(item.due - now))"
+            switch item.source.kind {
+            case .crl: logger.info("CRL not modified", metadata: fields)
+            case .ocsp: logger.info("OCSP response not modified", metadata: fields)
+            }
+        case .failed(let failure):
+            let delay = schedule.delayAfterFailure(
+                failures: item.metadata.consecutiveFailures, jitter: Double.random(in: -1...1))
+            item.due = now + delay
+            let kept = FileDescriptor.fileExists(dataPath(of: item.source))
+            fields["fetch.kind"] = "\(item.source.kind == .crl ? "crl" : "ocsp")"
+            fields["fetch.error"] = "\(failure.description)"
+            fields["fetch.kept"] = "\(kept)"
+            fields["fetch.retry_in"] = "\(Self.rounded(delay))"
+            fields["fetch.failures"] = "\(item.metadata.consecutiveFailures)"
+            switch (item.source.kind, failure) {
+            case (.ocsp, .revoked):
+                logger.critical("server certificate revoked by its OCSP responder", metadata: fields)
+                logger.error("fetch failed", metadata: fields)
+            case (.ocsp, .invalid):
+                logger.error("fetch failed", metadata: fields)
+            default:
+                logger.warning("fetch failed", metadata: fields)
+            }
+        }
+        item.metadata.nextAttempt = item.due
+        items[key] = item
+        do {
+            try item.metadata.write(metadataPath(of: item.source))
+        } catch {
+            logger.error(
+                "cannot write cache metadata",
+                metadata: ["path": "\(metadataPath(of: item.source))", "error": "\(error)"])
+        }
+    }
+
+    // MARK: Distribution points reported by workers
+
+    private func startWatchingRequests() {
+        do {
+            let watcher = try CacheWatcher(targets: [CacheWatcher.Target(directory: layout.requestDirectory)])
+            let inbox = self.inbox
+            let wakeWrite = wakeup.write
+            watcher.start { _ in
+                inbox.noteRequests()
+                var byte: UInt8 = 1
+                _ = write(wakeWrite, &byte, 1)
+            }
+            self.watcher = watcher
+        } catch {
+            logger.error(
+                "cannot watch the request directory; reported distribution points are taken at restart only",
+                metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Takes every waiting request: a new URL becomes an item due now (once, however often it was reported);
+    /// a known one costs nothing. Request files are removed either way.
+    private func takeRequests(now: Double) {
+        for request in DistributionPointRequests.pending(layout: layout) {
+            unlink(request.path)
+            let source = FetchSource(kind: .crl, url: request.url, origin: .reported)
+            guard items[source.key] == nil else { continue }
+            let reported = items.values.filter { $0.source.origin == .reported }.count
+            guard reported < Self.maximumReportedSources else {
+                logger.warning(
+                    "CRL distribution point ignored: too many reported",
+                    metadata: ["fetch.url": "\(request.url)", "fetch.limit": "\(Self.maximumReportedSources)"])
+                continue
+            }
+            items[source.key] = resume(source, now: now)
+            logger.info("CRL distribution point reported", metadata: ["fetch.url": "\(request.url)"])
+        }
+    }
+
+    // MARK: Files
+
+    private func dataPath(of source: FetchSource) -> String {
+        switch source.kind {
+        case .crl: return layout.crlFile(forURL: source.url)
+        case .ocsp(let listener): return layout.ocspFile(listener: listener)
+        }
+    }
+
+    private func metadataPath(of source: FetchSource) -> String {
+        switch source.kind {
+        case .crl: return layout.crlMetadataFile(forURL: source.url)
+        case .ocsp(let listener): return layout.ocspMetadataFile(listener: listener)
+        }
+    }
+
+    private func relativeFile(of source: FetchSource) -> String {
+        let path = dataPath(of: source)
+        return path.hasPrefix(layout.root + "/") ? String(path.dropFirst(layout.root.count + 1)) : path
+    }
+
+    private func listener(of source: FetchSource) -> String? {
+        if case .ocsp(let listener) = source.kind { return listener }
+        return nil
+    }
+
+    private func schedule(of source: FetchSource) -> FetchSchedule {
+        switch source.kind {
+        case .crl: return plan.crlSchedule
+        case .ocsp(let listener): return plan.stapling[listener]?.schedule ?? plan.crlSchedule
+        }
+    }
+
+    private func removeFiles(of source: FetchSource, reason: String) {
+        let data = dataPath(of: source)
+        let existed = FileDescriptor.fileExists(data)
+        unlink(data)
+        unlink(metadataPath(of: source))
+        if existed {
+            logger.info(
+                "cached item removed",
+                metadata: ["fetch.url": "\(source.url)", "fetch.file": "\(data)", "reason": "\(reason)"])
+        }
+    }
+
+    private func storedMetadata() -> [CacheItemMetadata] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: layout.metadataDirectory)) ?? []
+        return names.sorted()
+            .filter { $0.hasSuffix(".json") && !CacheWatcher.isTemporary($0) }
+            .compactMap { CacheItemMetadata.read(layout.metadataDirectory + "/" + $0) }
+    }
+
+    /// Temp files of a fetcher that died mid-write (only the fetcher writes these directories, and only one
+    /// fetcher runs at a time).
+    private func removeLeftoverTemporaryFiles() {
+        for directory in [layout.crlDirectory, layout.ocspDirectory, layout.metadataDirectory] {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+            for name in names where CacheWatcher.isTemporary(name) {
+                unlink(directory + "/" + name)
+                logger.info("removed an unfinished temp file", metadata: ["path": "\(directory)/\(name)"])
+            }
+        }
+    }
+
+    private func pollTimeout(now: Double) -> Int32 {
+        let next = items.values.filter { !$0.isRunning }.map(\.due).min() ?? (now + 60)
+        let milliseconds = (next - now) * 1000
+        return Int32(max(0, min(60_000, milliseconds.rounded(.up))))
+    }
+
+    private static func rounded(_ seconds: Double) -> String {
+        String(format: "%.1f", seconds)
+    }
+
+    private static func timestamp(_ seconds: Double?) -> String {
+        seconds.map { Timestamp.iso8601(Int64($0)) } ?? "-"
+    }
+
+    // MARK: Supervisor
 
     /// Handles supervisor messages; returns an exit code when the fetcher must stop.
     private func readSupervisor() -> Int32? {
@@ -107,9 +495,12 @@ public final class FetcherService {
         do {
             configuration = try ConfigurationLoader.parseSnapshot(
                 String(decoding: bytes, as: UTF8.self), originalPath: configuration.sourcePath)
-            logger.info("configuration reloaded")
         } catch {
             logger.error("configuration snapshot rejected", metadata: ["error": "\(error)"])
+            return
         }
+        plan = FetchPlan(configuration: configuration)
+        apply(plan: plan, now: FetchJob.wallClock())
+        logger.info("configuration reloaded", metadata: ["fetch.items": "\(items.count)"])
     }
 }

@@ -1,0 +1,82 @@
+import OpenSSLTLS
+
+/// The checks a downloaded CRL passes before it is published (the worker checks again when it loads it):
+/// exactly one CRL, PEM or DER; signed by one of the CA certificates (issuer name, key, keyUsage cRLSign); no
+/// unsupported form (delta, indirect, critical extension we do not understand); thisUpdate not in the future
+/// beyond the leeway; nextUpdate not before thisUpdate; a cRLNumber not lower than the one published (rollback).
+enum CRLAcceptance {
+    struct Accepted {
+        var crl: CertificateRevocationList
+        var der: [UInt8]
+        var thisUpdate: Int64?
+        var nextUpdate: Int64?
+        var number: String?
+    }
+
+    static let clockLeeway: Int64 = 300
+
+    static func check(
+        _ body: [UInt8], authorities: [X509Certificate], publishedNumber: String?, now: Int64
+    ) -> Result<Accepted, FetchFailure> {
+        let parsed: [CertificateRevocationList]
+        do {
+            parsed = try CertificateRevocationList.parse(body)
+        } catch {
+            return .failure(.invalid("not a CRL (PEM or DER): \(error)"))
+        }
+        guard parsed.count == 1, let crl = parsed.first else {
+            return .failure(.invalid("expected one CRL, found \(parsed.count)"))
+        }
+        let verified: CertificateRevocationList
+        switch CRLSet.validate(crl, cas: authorities) {
+        case .success(let result):
+            verified = result
+        case .failure(let rejection):
+            return .failure(.invalid(rejection.reason))
+        }
+        let thisUpdate = verified.thisUpdate
+        let nextUpdate = verified.nextUpdate
+        if let thisUpdate, thisUpdate > now + clockLeeway {
+            return .failure(.invalid("thisUpdate \(Timestamp.iso8601(thisUpdate)) is in the future"))
+        }
+        if let thisUpdate, let nextUpdate, nextUpdate < thisUpdate {
+            return .failure(.invalid("nextUpdate is before thisUpdate"))
+        }
+        let number = verified.crlNumber
+        if let publishedNumber, let number, Self.compareDecimal(number, publishedNumber) < 0 {
+            return .failure(.invalid(
+                "rollback: cRLNumber \(number) is lower than the published \(publishedNumber)"))
+        }
+        let der = verified.derBytes
+        guard !der.isEmpty else {
+            return .failure(.invalid("cannot encode the CRL as DER"))
+        }
+        return .success(Accepted(
+            crl: verified, der: der, thisUpdate: thisUpdate, nextUpdate: nextUpdate, number: number))
+    }
+
+    /// Compares two non-negative decimal integers of any length: -1, 0, 1.
+    static func compareDecimal(_ lhs: String, _ rhs: String) -> Int {
+        let left = lhs.drop { $0 == "0" }
+        let right = rhs.drop { $0 == "0" }
+        if left.count != right.count { return left.count < right.count ? -1 : 1 }
+        if left == right { return 0 }
+        return left < right ? -1 : 1
+    }
+}
+
+/// Why a fetch did not publish anything.
+enum FetchFailure: Error, Sendable, CustomStringConvertible {
+    /// The transfer failed (curl error, HTTP status, timeout, size limit).
+    case download(String)
+    /// The content arrived but may not be used.
+    case invalid(String)
+    /// The responder says the server's certificate is revoked.
+    case revoked(String)
+
+    var description: String {
+        switch self {
+        case .download(let text), .invalid(let text), .revoked(let text): return text
+        }
+    }
+}
