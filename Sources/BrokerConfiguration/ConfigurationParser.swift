@@ -183,14 +183,9 @@ struct ConfigurationParser {
                 report(line: line, key: "\(listenerKey).\(flag)", "\(flag) = true requires verify = verify_peer")
             }
         }
-        if draft.values["enable_ocsp_stapling"] == .boolean(true),
-           let line = draft.subkeyLines["enable_ocsp_stapling"] {
-            for needed in ["ocsp_responder_url", "ocsp_issuer_pem"] where draft.subkeyLines[needed] == nil {
-                report(
-                    line: line, key: "\(listenerKey).enable_ocsp_stapling",
-                    "enable_ocsp_stapling = true requires \(listenerKey).\(needed)")
-            }
-        }
+        // enable_ocsp_stapling needs neither ocsp_responder_url (default: the certificate's OCSP URL) nor
+        // ocsp_issuer_pem (default: the issuer found in certfile or cacertfile); without a URL it is off, said
+        // once in the log.
     }
 
     /// The global key's parsed value or its default; `nil` when the key is present but invalid.

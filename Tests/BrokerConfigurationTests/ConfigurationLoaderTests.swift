@@ -432,11 +432,15 @@ import Testing
             """).isEmpty)
     }
 
-    @Test func ocspStaplingNeedsResponderAndIssuer() {
-        #expect(TestSupport.errors(TestSupport.sslListener + "\nlistener.ssl.s.enable_ocsp_stapling = true") == [
-            "test.conf:4: listener.ssl.s.enable_ocsp_stapling: enable_ocsp_stapling = true requires listener.ssl.s.ocsp_responder_url",
-            "test.conf:4: listener.ssl.s.enable_ocsp_stapling: enable_ocsp_stapling = true requires listener.ssl.s.ocsp_issuer_pem",
-        ])
+    @Test func ocspStaplingDefaultsResponderAndIssuer() throws {
+        // The responder URL defaults to the certificate's AIA OCSP URL and the issuer to the one found in
+        // certfile or cacertfile, so enabling stapling alone is a valid configuration.
+        #expect(TestSupport.errors(TestSupport.sslListener + "\nlistener.ssl.s.enable_ocsp_stapling = true").isEmpty)
+        let configuration = try TestSupport.parse(TestSupport.sslListener + "\nlistener.ssl.s.enable_ocsp_stapling = true")
+        let tls = try #require(configuration.listeners.first?.tls)
+        #expect(tls.enableOCSPStapling)
+        #expect(tls.ocspResponderURL == nil)
+        #expect(tls.ocspIssuerPEM == nil)
     }
 
     // MARK: Ignored EMQX keys
