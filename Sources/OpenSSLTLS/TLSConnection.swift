@@ -10,6 +10,9 @@ final class VerificationRecord {
     var errorDepth: Int?
     var errorCertificate: X509Certificate?
     var leafCertificate: X509Certificate?
+    /// For "unable to get certificate CRL": the failing certificate's CRL distribution points, when it is
+    /// provably issued by a trusted CA certificate (so that no forged certificate can make us fetch a URL).
+    var missingCRLDistributionPoints: [String] = []
 }
 
 /// The outcome of a handshake step, in Swift terms: WANT_READ/WANT_WRITE mean incomplete, not failed.
@@ -86,8 +89,35 @@ final class TLSConnection {
             record.errorDepth = Int(X509_STORE_CTX_get_error_depth(storeContext))
             record.errorCertificate = X509Certificate(retaining: X509_STORE_CTX_get_current_cert(storeContext))
             record.leafCertificate = X509Certificate(retaining: X509_STORE_CTX_get0_cert(storeContext))
+            if record.error == X509_V_ERR_UNABLE_TO_GET_CRL {
+                record.missingCRLDistributionPoints = trustedDistributionPoints(storeContext)
+            }
         }
         return preverified
+    }
+
+    /// OpenSSL checks revocation before signatures, so at a missing CRL nothing about the certificate is
+    /// verified yet. Its distribution points are used only if its issuer came from the trust store (not from the
+    /// client) and the issuer's key verifies the certificate's signature.
+    private static func trustedDistributionPoints(_ storeContext: OpaquePointer) -> [String] {
+        guard let current = X509_STORE_CTX_get_current_cert(storeContext),
+              let chain = X509_STORE_CTX_get0_chain(storeContext)
+        else {
+            return []
+        }
+        let depth = Int32(X509_STORE_CTX_get_error_depth(storeContext))
+        let issuerIndex = depth + 1
+        guard issuerIndex < COpenSSLShims_sk_X509_num(chain),
+              issuerIndex >= X509_STORE_CTX_get_num_untrusted(storeContext),
+              let issuer = COpenSSLShims_sk_X509_value(chain, issuerIndex),
+              let key = X509_get0_pubkey(issuer),
+              X509_verify(current, key) == 1,
+              let certificate = X509Certificate(retaining: current)
+        else {
+            ERR_clear_error()
+            return []
+        }
+        return certificate.crlDistributionPointURLs
     }
 
     // MARK: - Ciphertext in and out

@@ -1,5 +1,12 @@
 internal import COpenSSL
 internal import COpenSSLShims
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 /// One listener generation's server-side TLS setup: an owned `SSL_CTX` with the certificate chain and key, the CA
 /// store with its CRLs and the CRL check, the verification mode, protocol versions, ciphers, session cache and the
@@ -24,6 +31,8 @@ public final class TLSContext: @unchecked Sendable {
     private let registry: CRLRegistry
     /// What the status callback staples.
     let ocspResponseDER: [UInt8]?
+    /// Set once the staple's nextUpdate was seen to have passed (so that is reported once).
+    private let stapleExpiryReported = Atomic<Bool>(false)
 
     /// Builds the context. Blocking (file reads, key checks, CRL verification): call off the event loops.
     public init(configuration: TLSContextConfiguration) throws(OpenSSLError) {
@@ -66,8 +75,31 @@ public final class TLSContext: @unchecked Sendable {
         SSL_CTX_free(pointer)
     }
 
-    private func staple(on ssl: OpaquePointer) -> Int32 {
+    /// Whether a staple is available at `now` (it exists and its nextUpdate has not passed).
+    public func hasValidStaple(now: Int64? = nil) -> Bool {
         guard let der = ocspResponseDER, !der.isEmpty else {
+            return false
+        }
+        if let nextUpdate = configuration.ocspNextUpdate, now ?? Int64(time(nil)) >= nextUpdate {
+            if !stapleExpiryReported.exchange(true, ordering: .relaxed) {
+                configuration.onStapleExpired?()
+            }
+            return false
+        }
+        return true
+    }
+
+    /// Why a new handshake must be refused before it starts, if it must: a must-staple certificate without a
+    /// valid staple.
+    public func handshakeRefusal(now: Int64? = nil) -> String? {
+        guard configuration.requiresStaple, !hasValidStaple(now: now) else {
+            return nil
+        }
+        return "the server certificate is must-staple (RFC 7633) and no valid OCSP response is available"
+    }
+
+    private func staple(on ssl: OpaquePointer) -> Int32 {
+        guard hasValidStaple(), let der = ocspResponseDER else {
             return SSL_TLSEXT_ERR_NOACK
         }
         let stapled = der.withUnsafeBufferPointer { COpenSSLShims_SSL_set_ocsp_response_copy(ssl, $0.baseAddress, $0.count) }

@@ -44,8 +44,16 @@ public struct TLSContextConfiguration: Sendable {
     /// Every CRL that applies to the CAs, ideally from `CRLSet.load` (already verified). Unverified CRLs are
     /// verified against the CA bundle when the context is built, and the build fails if one does not verify.
     public var crls: [CertificateRevocationList]
-    /// A DER OCSP response for the server certificate, stapled when a client sends status_request.
+    /// A DER OCSP response for the server certificate, stapled when a client sends status_request. The caller
+    /// has checked it (`OCSP.validate`); the context staples it only until `ocspNextUpdate`.
     public var ocspResponseDER: [UInt8]?
+    /// The staple's nextUpdate (Unix seconds): from then on it is never stapled.
+    public var ocspNextUpdate: Int64?
+    /// The server certificate carries the TLS feature status_request (RFC 7633 must-staple): handshakes are
+    /// refused while there is no valid staple, since a conforming client would abort them anyway.
+    public var requiresStaple = false
+    /// Called once, on whichever thread noticed, when the staple's nextUpdate has passed.
+    public var onStapleExpired: (@Sendable () -> Void)?
     /// Measurement switch for tests: keep OpenSSL's own per-handshake CRL check (re-verifies every CRL signature on
     /// every handshake) instead of `CRLCheck`. Never set in production.
     var usesOpenSSLDefaultCRLCheck = false

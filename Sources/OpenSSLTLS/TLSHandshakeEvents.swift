@@ -50,6 +50,8 @@ public struct TLSHandshakeFailure: Error, Sendable, Hashable, CustomStringConver
         case timedOut = "timed out"
         /// The client closed the connection before the handshake finished, without an alert.
         case closedByPeer = "closed by peer"
+        /// The listener cannot serve handshakes right now (a must-staple certificate without a valid staple).
+        case unavailable = "unavailable"
     }
 
     public var kind: Kind
@@ -72,6 +74,9 @@ public struct TLSHandshakeFailure: Error, Sendable, Hashable, CustomStringConver
     public var peer: PeerCertificate?
     /// The OpenSSL error queue at the failure, oldest first.
     public var openSSLErrors: [String]
+    /// When the CRL of a certificate's issuer was missing: that certificate's CRL distribution points (only for a
+    /// certificate signed by a trusted CA certificate), for the fetcher to fetch.
+    public var missingCRLDistributionPoints: [String]
 
     public init(
         kind: Kind,
@@ -82,8 +87,10 @@ public struct TLSHandshakeFailure: Error, Sendable, Hashable, CustomStringConver
         errorCertificate: PeerCertificate? = nil,
         crlIssuerDN: String? = nil,
         peer: PeerCertificate? = nil,
-        openSSLErrors: [String] = []
+        openSSLErrors: [String] = [],
+        missingCRLDistributionPoints: [String] = []
     ) {
+        self.missingCRLDistributionPoints = missingCRLDistributionPoints
         self.kind = kind
         self.reason = reason
         self.verifyResult = verifyResult

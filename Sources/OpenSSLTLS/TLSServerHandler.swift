@@ -37,6 +37,7 @@ public final class TLSServerHandler: ChannelDuplexHandler {
     private let listener: String
     private var logger: Logger
     private let refusals: TLSRefusalCounter
+    private let onMissingCRL: (@Sendable ([String]) -> Void)?
     private let handshakeTimeout: TimeAmount
     private let bufferLimit: Int
 
@@ -61,14 +62,18 @@ public final class TLSServerHandler: ChannelDuplexHandler {
     ///   - refusals: the worker's counter of failed handshakes per reason.
     ///   - handshakeTimeout: how long a handshake may take from channel activation (default 15 s).
     ///   - bufferLimit: the backpressure threshold in bytes, per direction (default 1 MiB).
+    ///   - onMissingCRL: called with the CRL distribution points of a trusted-CA-issued client certificate
+    ///     refused because its issuer's CRL is missing (on the event loop: hand it off, do not block).
     public init(
         context: TLSContext,
         listener: String,
         logger: Logger,
         refusals: TLSRefusalCounter,
         handshakeTimeout: TimeAmount = .seconds(15),
-        bufferLimit: Int = 1 << 20
+        bufferLimit: Int = 1 << 20,
+        onMissingCRL: (@Sendable ([String]) -> Void)? = nil
     ) {
+        self.onMissingCRL = onMissingCRL
         tlsContext = context
         self.listener = listener
         self.logger = logger
@@ -131,6 +136,9 @@ public final class TLSServerHandler: ChannelDuplexHandler {
         let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
         timeoutTask = context.eventLoop.scheduleTask(in: handshakeTimeout) {
             loopBoundSelf.value.handshakeTimedOut(context: loopBoundContext.value)
+        }
+        if let refusal = tlsContext.handshakeRefusal() {
+            failHandshake(TLSHandshakeFailure(kind: .unavailable, reason: refusal), context: context)
         }
     }
 
@@ -458,7 +466,8 @@ public final class TLSServerHandler: ChannelDuplexHandler {
             errorCertificate: errorCertificate,
             crlIssuerDN: Self.isCRLError(verifyResult) ? errorCertificate?.issuerDN : nil,
             peer: peer,
-            openSSLErrors: openSSLErrors
+            openSSLErrors: openSSLErrors,
+            missingCRLDistributionPoints: record.missingCRLDistributionPoints
         )
     }
 
@@ -484,6 +493,9 @@ public final class TLSServerHandler: ChannelDuplexHandler {
 
     private func report(_ failure: TLSHandshakeFailure, context: ChannelHandlerContext) {
         refusals.increment(reason: failure.reason)
+        if !failure.missingCRLDistributionPoints.isEmpty {
+            onMissingCRL?(failure.missingCRLDistributionPoints)
+        }
         var metadata: Logger.Metadata = [
             "tls.reason": "\(failure.reason)",
             "tls.kind": "\(failure.kind.rawValue)",
@@ -503,6 +515,9 @@ public final class TLSServerHandler: ChannelDuplexHandler {
         }
         if let issuer = failure.crlIssuerDN {
             metadata["tls.crl_issuer"] = "\(issuer)"
+        }
+        if !failure.missingCRLDistributionPoints.isEmpty {
+            metadata["tls.crl_distribution_points"] = "\(failure.missingCRLDistributionPoints.joined(separator: ","))"
         }
         if !failure.openSSLErrors.isEmpty {
             metadata["tls.openssl_errors"] = "\(failure.openSSLErrors.joined(separator: "; "))"

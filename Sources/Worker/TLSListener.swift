@@ -6,6 +6,7 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import OpenSSLTLS
+import ProcessSupport
 import RevocationCache
 
 /// One `listener.ssl.<name>`: its current TLS context and the revocation data behind it.
@@ -17,15 +18,35 @@ final class TLSListener: Sendable {
     let listener: ListenerConfiguration
     let settings: TLSSettings
     let refusals = TLSRefusalCounter()
+    /// Where CRL distribution points of refused client certificates go (to the fetcher).
+    let distributionPoints: DistributionPointReporter
     private let cacheLayout: CacheLayout
     private let logger: Logger
     private let state: NIOLockedValueBox<State>
+    private let stapling: StaplingIdentity?
+    /// RFC 7633: the server certificate promises a staple; no handshake without a valid one.
+    let requiresStaple: Bool
 
     private struct State {
         var context: TLSContext
         var generation: Int
         /// path → the CRLs last loaded from it and the file identity they came from.
         var lastGood: [String: LoadedFile]
+        /// The OCSP response last accepted for stapling.
+        var staple: LoadedStaple?
+    }
+
+    /// A validated OCSP response and the file identity it came from.
+    struct LoadedStaple {
+        var identity: FileIdentity
+        var response: OCSPVerifiedResponse
+    }
+
+    /// The server certificate and its issuer, when this listener staples.
+    struct StaplingIdentity {
+        var certificate: X509Certificate
+        var issuer: X509Certificate
+        var path: String
     }
 
     struct LoadedFile {
@@ -56,9 +77,15 @@ final class TLSListener: Sendable {
         var logger = logger
         logger[metadataKey: "listener"] = "\(listener.identifier)"
         self.logger = logger
+        distributionPoints = DistributionPointReporter(layout: cacheLayout, logger: logger)
+        (stapling, requiresStaple) = try Self.staplingIdentity(
+            listener: listener, settings: settings, cacheLayout: cacheLayout, logger: logger)
+        let staple = Self.loadStaple(stapling, previous: nil, logger: logger)
         let (context, lastGood) = try Self.build(
-            listener: listener, settings: settings, cacheLayout: cacheLayout, previous: [:], logger: logger)
-        state = NIOLockedValueBox(State(context: context, generation: 1, lastGood: lastGood))
+            listener: listener, settings: settings, cacheLayout: cacheLayout, previous: [:], staple: staple,
+            requiresStaple: requiresStaple, logger: logger)
+        state = NIOLockedValueBox(State(context: context, generation: 1, lastGood: lastGood, staple: staple))
+        logStapleState(context: context, staple: staple)
     }
 
     /// The context for a new connection.
@@ -66,23 +93,49 @@ final class TLSListener: Sendable {
 
     var generation: Int { state.withLockedValue { $0.generation } }
 
-    /// What to watch: the cache's CRL directory and the local `crlfile`s.
+    /// What to watch: the cache's CRL directory and the local `crlfile`s, and this listener's OCSP response.
     var watchTargets: [CacheWatcher.Target] {
-        guard settings.enableCRLCheck else { return [] }
-        return [CacheWatcher.Target(directory: cacheLayout.crlDirectory)] + settings.crlFiles.map { .file($0) }
+        var targets: [CacheWatcher.Target] = []
+        if settings.enableCRLCheck {
+            targets += [CacheWatcher.Target(directory: cacheLayout.crlDirectory)] + settings.crlFiles.map { .file($0) }
+        }
+        if let stapling {
+            targets.append(.file(stapling.path))
+        }
+        return targets
+    }
+
+    /// The stapling state for logs and `status`: "off", "stapled until …", "unstapled: …".
+    var staplingState: String {
+        guard stapling != nil else { return "off" }
+        let (context, staple) = state.withLockedValue { ($0.context, $0.staple) }
+        guard let staple else {
+            return "unstapled: no valid OCSP response yet"
+        }
+        if context.hasValidStaple(), let next = staple.response.nextUpdate {
+            return "stapled until \(Timestamp.iso8601(next))"
+        }
+        if context.hasValidStaple() { return "stapled" }
+        return "unstapled: the OCSP response expired at \(Timestamp.iso8601(staple.response.nextUpdate ?? 0))"
     }
 
     /// Rebuilds the context from the current files and swaps it in. Called on the watcher thread.
     func reload(reason: String) {
-        let previous = state.withLockedValue { $0.lastGood }
+        let (previous, previousStaple) = state.withLockedValue { ($0.lastGood, $0.staple) }
         do {
+            let staple = Self.loadStaple(stapling, previous: previousStaple, logger: logger)
             let (context, lastGood) = try Self.build(
-                listener: listener, settings: settings, cacheLayout: cacheLayout, previous: previous, logger: logger)
+                listener: listener, settings: settings, cacheLayout: cacheLayout, previous: previous, staple: staple,
+                requiresStaple: requiresStaple, logger: logger)
             let generation = state.withLockedValue { state -> Int in
                 state.context = context
                 state.lastGood = lastGood
+                state.staple = staple
                 state.generation += 1
                 return state.generation
+            }
+            if let staple, staple.identity != previousStaple?.identity {
+                logStapleState(context: context, staple: staple)
             }
             logger.info(
                 "revocation data reloaded",
@@ -100,7 +153,7 @@ final class TLSListener: Sendable {
 
     private static func build(
         listener: ListenerConfiguration, settings: TLSSettings, cacheLayout: CacheLayout,
-        previous: [String: LoadedFile], logger: Logger
+        previous: [String: LoadedFile], staple: LoadedStaple?, requiresStaple: Bool, logger: Logger
     ) throws -> (TLSContext, [String: LoadedFile]) {
         var crls: [CertificateRevocationList] = []
         var lastGood: [String: LoadedFile] = [:]
@@ -148,7 +201,7 @@ final class TLSListener: Sendable {
                     metadata: ["revocation.cache": "\(cacheLayout.crlDirectory)"])
             }
         }
-        let configuration = TLSContextConfiguration(
+        var configuration = TLSContextConfiguration(
             certificateChainPath: settings.certFile,
             privateKeyPath: settings.keyFile,
             caBundlePath: settings.caCertFile,
@@ -159,8 +212,93 @@ final class TLSListener: Sendable {
             sessionIDContext: "gatehouse:\(listener.name)",
             isCRLCheckEnabled: settings.enableCRLCheck,
             crlCheckDepth: settings.crlCheckDepth == .chain ? .chain : .leaf,
-            crls: crls)
+            crls: crls,
+            ocspResponseDER: staple?.response.derBytes)
+        configuration.ocspNextUpdate = staple?.response.nextUpdate
+        configuration.requiresStaple = requiresStaple
+        if let nextUpdate = staple?.response.nextUpdate {
+            configuration.onStapleExpired = {
+                logger.warning(
+                    "OCSP staple expired, no longer stapled",
+                    metadata: [
+                        "ocsp.next_update": "\(Timestamp.iso8601(nextUpdate))",
+                        "ocsp.must_staple": "\(requiresStaple)",
+                    ])
+            }
+        }
         return (try TLSContext(configuration: configuration), lastGood)
+    }
+
+    // MARK: Stapling
+
+    /// Works out what this listener staples for; nil when stapling is off or impossible (no issuer, no OCSP URL:
+    /// the fetcher logs that once).
+    private static func staplingIdentity(
+        listener: ListenerConfiguration, settings: TLSSettings, cacheLayout: CacheLayout, logger: Logger
+    ) throws -> (StaplingIdentity?, Bool) {
+        guard settings.enableOCSPStapling else { return (nil, false) }
+        let (certificate, issuer) = try OCSP.stapledIdentity(
+            certificateChainPath: settings.certFile, issuerPath: settings.ocspIssuerPEM,
+            caBundlePath: settings.caCertFile)
+        let hasURL = settings.ocspResponderURL != nil || !certificate.ocspResponderURLs.isEmpty
+        guard let issuer, hasURL else {
+            logger.debug("OCSP stapling off: no issuer certificate or no OCSP URL")
+            return (nil, certificate.isMustStaple)
+        }
+        let identity = StaplingIdentity(
+            certificate: certificate, issuer: issuer, path: cacheLayout.ocspFile(listener: listener.name))
+        return (identity, certificate.isMustStaple)
+    }
+
+    /// Loads the published response if it changed, checking it again (signature, CertID, good, window): the
+    /// worker does not trust the file alone. A bad new file keeps the previous response.
+    private static func loadStaple(
+        _ stapling: StaplingIdentity?, previous: LoadedStaple?, logger: Logger
+    ) -> LoadedStaple? {
+        guard let stapling, let identity = FileIdentity(path: stapling.path) else {
+            return previous
+        }
+        if let previous, previous.identity == identity {
+            return previous
+        }
+        guard let bytes = FileDescriptor.readFile(stapling.path, limit: 1 << 20) else {
+            return previous
+        }
+        switch OCSP.validate(
+            bytes, certificate: stapling.certificate, issuer: stapling.issuer, now: Int64(time(nil)))
+        {
+        case .success(let response):
+            return LoadedStaple(identity: identity, response: response)
+        case .failure(let error):
+            logger.warning(
+                "OCSP response rejected, keeping the last good one",
+                metadata: ["ocsp.file": "\(stapling.path)", "error": "\(error)", "ocsp.kept": "\(previous != nil)"])
+            return previous
+        }
+    }
+
+    private func logStapleState(context: TLSContext, staple: LoadedStaple?) {
+        guard stapling != nil else {
+            if requiresStaple {
+                logger.error(
+                    "the server certificate is must-staple but OCSP stapling is not set up: every handshake is refused")
+            }
+            return
+        }
+        if let staple, context.hasValidStaple() {
+            logger.info(
+                "OCSP staple loaded",
+                metadata: [
+                    "ocsp.this_update": "\(Timestamp.iso8601(staple.response.thisUpdate))",
+                    "ocsp.next_update": "\(staple.response.nextUpdate.map { Timestamp.iso8601($0) } ?? "-")",
+                    "ocsp.must_staple": "\(requiresStaple)",
+                ])
+        } else if requiresStaple {
+            logger.error(
+                "must-staple certificate without a valid OCSP response: handshakes are refused until one arrives")
+        } else {
+            logger.info("no valid OCSP response to staple yet; handshakes go unstapled until one arrives")
+        }
     }
 
     /// Local `crlfile`s first, then what the fetcher published (`crl/*.der`, `*.pem`, `*.crl`).

@@ -195,7 +195,8 @@ public final class WorkerService: Sendable {
                         try channel.pipeline.syncOperations.addHandler(
                             TLSServerHandler(
                                 context: tls.currentContext, listener: identifier, logger: logger,
-                                refusals: tls.refusals, handshakeTimeout: handshakeTimeout))
+                                refusals: tls.refusals, handshakeTimeout: handshakeTimeout,
+                                onMissingCRL: tls.settings.enableCRLCheck ? tls.distributionPoints.report : nil))
                     }
                     try channel.pipeline.syncOperations.addHandler(
                         MQTTServerHandler(
