@@ -77,20 +77,100 @@ public struct StatusReport: Codable, Sendable, Equatable {
         }
     }
 
+    /// One CRL or OCSP response the fetcher keeps in the cache, from its metadata.
+    public struct CacheItem: Codable, Sendable, Equatable {
+        /// `crl` or `ocsp`.
+        public var kind: String
+        public var url: String
+        /// `configured`, `ca`, `reported` or `stapling`.
+        public var origin: String
+        public var listener: String?
+        /// Whether a validated file is published.
+        public var published: Bool
+        /// Unix seconds.
+        public var fetchedAt: Double?
+        public var nextUpdate: Double?
+        public var nextAttempt: Double?
+        public var crlNumber: String?
+        public var lastError: String?
+        public var consecutiveFailures: Int
+
+        public init(
+            kind: String, url: String, origin: String, listener: String?, published: Bool, fetchedAt: Double?,
+            nextUpdate: Double?, nextAttempt: Double?, crlNumber: String?, lastError: String?,
+            consecutiveFailures: Int
+        ) {
+            self.kind = kind
+            self.url = url
+            self.origin = origin
+            self.listener = listener
+            self.published = published
+            self.fetchedAt = fetchedAt
+            self.nextUpdate = nextUpdate
+            self.nextAttempt = nextAttempt
+            self.crlNumber = crlNumber
+            self.lastError = lastError
+            self.consecutiveFailures = consecutiveFailures
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case kind, url, origin, listener, published
+            case fetchedAt = "fetched_at"
+            case nextUpdate = "next_update"
+            case nextAttempt = "next_attempt"
+            case crlNumber = "crl_number"
+            case lastError = "last_error"
+            case consecutiveFailures = "consecutive_failures"
+        }
+    }
+
+    /// OCSP stapling of one TLS listener.
+    public struct Stapling: Codable, Sendable, Equatable {
+        public var listener: String
+        /// `stapled`, `unstapled` or `off`.
+        public var state: String
+        /// Why, in words ("expired at …", "no OCSP URL", "no response yet: <last error>").
+        public var detail: String
+        /// The server certificate is must-staple (RFC 7633): while unstapled, handshakes are refused.
+        public var mustStaple: Bool
+        public var nextUpdate: Double?
+
+        public init(listener: String, state: String, detail: String, mustStaple: Bool, nextUpdate: Double?) {
+            self.listener = listener
+            self.state = state
+            self.detail = detail
+            self.mustStaple = mustStaple
+            self.nextUpdate = nextUpdate
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case listener, state, detail
+            case mustStaple = "must_staple"
+            case nextUpdate = "next_update"
+        }
+    }
+
     public var supervisorPid: Int32
     public var config: String
     public var workerProcesses: Int
     public var processes: [Process]
+    public var cache: [CacheItem]
+    public var stapling: [Stapling]
 
-    public init(supervisorPid: Int32, config: String, workerProcesses: Int, processes: [Process]) {
+    public init(
+        supervisorPid: Int32, config: String, workerProcesses: Int, processes: [Process], cache: [CacheItem] = [],
+        stapling: [Stapling] = []
+    ) {
         self.supervisorPid = supervisorPid
         self.config = config
         self.workerProcesses = workerProcesses
         self.processes = processes
+        self.cache = cache
+        self.stapling = stapling
     }
 
     enum CodingKeys: String, CodingKey {
-        case config, processes
+        case config, processes, cache, stapling
         case supervisorPid = "supervisor_pid"
         case workerProcesses = "worker_processes"
     }

@@ -83,6 +83,33 @@ struct StatusCommand: ParsableCommand {
                 Self.format(seconds: process.uptimeSeconds), "\(process.restarts)", process.lastExit ?? "-",
             ]
         }
+        Self.printTable(header: header, rows: rows)
+        if !report.stapling.isEmpty {
+            Console.out("")
+            Self.printTable(
+                header: ["LISTENER", "STAPLING", "MUST-STAPLE", "DETAIL"],
+                rows: report.stapling.map {
+                    ["ssl:" + $0.listener, $0.state, $0.mustStaple ? "yes" : "no", $0.detail]
+                })
+        }
+        if !report.cache.isEmpty {
+            Console.out("")
+            let now = Date().timeIntervalSince1970
+            Self.printTable(
+                header: ["CACHED", "ORIGIN", "PUBLISHED", "FETCHED", "NEXT UPDATE", "LAST ERROR", "SOURCE"],
+                rows: report.cache.map { item in
+                    [
+                        item.kind, item.origin, item.published ? "yes" : "no",
+                        item.fetchedAt.map { Self.format(seconds: now - $0) + " ago" } ?? "never",
+                        item.nextUpdate.map { $0 >= now ? "in " + Self.format(seconds: $0 - now) : "PASSED" } ?? "-",
+                        item.lastError.map { "\($0) (x\(item.consecutiveFailures))" } ?? "-",
+                        (item.listener.map { "ssl:\($0) " } ?? "") + item.url,
+                    ]
+                })
+        }
+    }
+
+    static func printTable(header: [String], rows: [[String]]) {
         let widths = header.indices.map { column in
             ([header] + rows).map { $0[column].count }.max() ?? 0
         }

@@ -6,6 +6,7 @@ import ControlChannel
 import Foundation
 import Logging
 import ProcessSupport
+import RevocationCache
 
 /// The supervisor process: one poll loop that turns events (signals, child exits, child messages, control
 /// commands, deadlines) into `SupervisorStateMachine` events and carries out the actions it returns.
@@ -444,8 +445,11 @@ public final class SupervisorService {
                     uptimeSeconds: now.duration(since: retiring.startedAt).seconds,
                     restarts: machine.slots[retiring.slot]?.restarts ?? 0, lastExit: nil))
         }
+        let layout = CacheLayout(root: loaded.configuration.node.cacheDirectory)
         return StatusReport(
-            supervisorPid: getpid(), config: loaded.path, workerProcesses: machine.workerCount, processes: processes)
+            supervisorPid: getpid(), config: loaded.path, workerProcesses: machine.workerCount, processes: processes,
+            cache: RevocationStatus.cacheItems(layout: layout),
+            stapling: RevocationStatus.stapling(configuration: loaded.configuration, layout: layout))
     }
 
     private func printToStandardError(_ text: String) {

@@ -1,0 +1,75 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BrokerConfiguration
+import ControlChannel
+import Foundation
+import OpenSSLTLS
+import ProcessSupport
+import RevocationCache
+
+/// The revocation part of `gatehouse status`, read from the cache directory: what the fetcher keeps (its
+/// metadata sidecars) and whether each stapling listener has a staple to give. Workers decide from the same files
+/// with the same rule (a validated response before its nextUpdate), so this is what they do.
+enum RevocationStatus {
+    static func cacheItems(layout: CacheLayout) -> [StatusReport.CacheItem] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: layout.metadataDirectory)) ?? []
+        return names.sorted()
+            .filter { $0.hasSuffix(".json") && !CacheWatcher.isTemporary($0) }
+            .compactMap { CacheItemMetadata.read(layout.metadataDirectory + "/" + $0) }
+            .map { metadata in
+                StatusReport.CacheItem(
+                    kind: metadata.kind.rawValue, url: metadata.sourceURL, origin: metadata.origin.rawValue,
+                    listener: metadata.listener, published: isPublished(metadata, layout: layout),
+                    fetchedAt: metadata.fetchedAt, nextUpdate: metadata.nextUpdate,
+                    nextAttempt: metadata.nextAttempt, crlNumber: metadata.crlNumber, lastError: metadata.lastError,
+                    consecutiveFailures: metadata.consecutiveFailures)
+            }
+    }
+
+    static func stapling(configuration: GatehouseConfiguration, layout: CacheLayout) -> [StatusReport.Stapling] {
+        let now = Double(time(nil))
+        var result: [StatusReport.Stapling] = []
+        for listener in configuration.listeners {
+            guard let tls = listener.tls, tls.enableOCSPStapling else { continue }
+            let identity = try? OCSP.stapledIdentity(
+                certificateChainPath: tls.certFile, issuerPath: tls.ocspIssuerPEM, caBundlePath: tls.caCertFile)
+            let mustStaple = identity?.certificate.isMustStaple ?? false
+            let hasURL = tls.ocspResponderURL != nil || !(identity?.certificate.ocspResponderURLs.isEmpty ?? true)
+            guard hasURL, identity?.issuer != nil else {
+                result.append(.init(
+                    listener: listener.name, state: "off",
+                    detail: hasURL ? "no issuer certificate found" : "no OCSP URL (certificate or ocsp_responder_url)",
+                    mustStaple: mustStaple, nextUpdate: nil))
+                continue
+            }
+            let metadata = CacheItemMetadata.read(layout.ocspMetadataFile(listener: listener.name))
+            let published = metadata.map { isPublished($0, layout: layout) } ?? false
+            let nextUpdate = published ? metadata?.nextUpdate : nil
+            if published, nextUpdate.map({ $0 > now }) ?? true {
+                let until = nextUpdate.map { "until " + Timestamp.iso8601(Int64($0)) } ?? "(no nextUpdate)"
+                result.append(.init(
+                    listener: listener.name, state: "stapled", detail: until, mustStaple: mustStaple,
+                    nextUpdate: nextUpdate))
+                continue
+            }
+            var detail = published
+                ? "the OCSP response expired at \(Timestamp.iso8601(Int64(nextUpdate ?? 0)))"
+                : "no OCSP response yet"
+            if let error = metadata?.lastError {
+                detail += "; last fetch: \(error)"
+            }
+            if mustStaple {
+                detail += "; must-staple certificate: handshakes are refused"
+            }
+            result.append(.init(
+                listener: listener.name, state: "unstapled", detail: detail, mustStaple: mustStaple,
+                nextUpdate: metadata?.nextUpdate))
+        }
+        return result
+    }
+
+    private static func isPublished(_ metadata: CacheItemMetadata, layout: CacheLayout) -> Bool {
+        FileDescriptor.fileExists(layout.root + "/" + metadata.file) && metadata.sha256 != nil
+    }
+}
