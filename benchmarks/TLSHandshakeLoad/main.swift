@@ -19,6 +19,8 @@ struct Options {
     var tlsVersion = "1.3"
     var samples: String?
     var expectRefusal = false
+    /// Send status_request and count the handshakes that came back with an OCSP staple.
+    var requestStatus = false
 
     static func parse() -> Options {
         var options = Options()
@@ -39,6 +41,7 @@ struct Options {
             case "--tls": options.tlsVersion = value()
             case "--samples": options.samples = value()
             case "--expect-refusal": options.expectRefusal = true
+            case "--status": options.requestStatus = true
             default:
                 FileHandle.standardError.write(Data("unknown option \(arguments[index])\n".utf8))
                 exit(2)
@@ -81,8 +84,16 @@ final class ClientContext: @unchecked Sendable {
     }
 }
 
-/// One handshake + CONNECT/CONNACK; true when the broker accepted.
-func attempt(_ context: ClientContext, port: Int, clientID: String) -> Bool {
+/// One handshake + CONNECT/CONNACK: whether the broker accepted, and whether the handshake carried a staple.
+func attempt(_ context: ClientContext, port: Int, clientID: String, requestStatus: Bool) -> (ok: Bool, stapled: Bool) {
+    var stapled = false
+    let ok = attempt(context, port: port, clientID: clientID, requestStatus: requestStatus, stapled: &stapled)
+    return (ok, stapled)
+}
+
+func attempt(
+    _ context: ClientContext, port: Int, clientID: String, requestStatus: Bool, stapled: inout Bool
+) -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { return false }
     defer { close(fd) }
@@ -102,9 +113,18 @@ func attempt(_ context: ClientContext, port: Int, clientID: String) -> Bool {
     guard connected == 0, let ssl = SSL_new(context.pointer) else { return false }
     defer { SSL_free(ssl) }
     SSL_set_fd(ssl, fd)
+    if requestStatus {
+        _ = SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_STATUS_REQ_TYPE, Int(TLSEXT_STATUSTYPE_ocsp), nil)
+    }
     guard SSL_connect(ssl) == 1 else {
         ERR_clear_error()
         return false
+    }
+    if requestStatus {
+        var response: UnsafeMutablePointer<UInt8>?
+        stapled = withUnsafeMutablePointer(to: &response) {
+            SSL_ctrl(ssl, SSL_CTRL_GET_TLSEXT_STATUS_REQ_OCSP_RESP, 0, UnsafeMutableRawPointer($0))
+        } > 0
     }
     // MQTT 3.1.1 CONNECT, clean session, keep alive 10 s.
     let id = Array(clientID.utf8)
@@ -135,10 +155,12 @@ func attempt(_ context: ClientContext, port: Int, clientID: String) -> Bool {
 final class Collector: @unchecked Sendable {
     private let lock = NSLock()
     var samples: [(start: UInt64, latency: UInt64, ok: Bool)] = []
+    var stapled = 0
 
-    func add(_ batch: [(UInt64, UInt64, Bool)]) {
+    func add(_ batch: [(UInt64, UInt64, Bool)], stapled count: Int) {
         lock.lock()
         samples += batch.map { (start: $0.0, latency: $0.1, ok: $0.2) }
+        stapled += count
         lock.unlock()
     }
 }
@@ -155,13 +177,17 @@ for thread in 0..<options.threads {
     Thread {
         var batch: [(UInt64, UInt64, Bool)] = []
         var counter = 0
+        var stapled = 0
         while now() < deadline {
             let start = now()
-            let ok = attempt(context, port: options.port, clientID: "hs-\(getpid())-\(thread)-\(counter)")
-            batch.append((start, now() - start, ok))
+            let result = attempt(
+                context, port: options.port, clientID: "hs-\(getpid())-\(thread)-\(counter)",
+                requestStatus: options.requestStatus)
+            batch.append((start, now() - start, result.ok))
+            if result.ok && result.stapled { stapled += 1 }
             counter += 1
         }
-        collector.add(batch)
+        collector.add(batch, stapled: stapled)
         group.leave()
     }.start()
 }
@@ -182,7 +208,7 @@ if let path = options.samples {
 let report: [String: Any] = [
     "handshakes_per_second": Double(succeeded.count) / elapsed, "failures": samples.count - succeeded.count,
     "attempts": samples.count, "p50_ms": percentile(0.5), "p99_ms": percentile(0.99), "seconds": elapsed,
-    "threads": options.threads, "tls": options.tlsVersion,
+    "threads": options.threads, "tls": options.tlsVersion, "stapled": collector.stapled,
 ]
 let json = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
 print(String(decoding: json, as: UTF8.self))
