@@ -57,6 +57,16 @@ public enum Preflight {
             } catch {
                 problems.append(
                     "\(configuration.sourcePath):\(listener.line): listener.ssl.\(listener.name): \(error)")
+                continue
+            }
+            // RFC 7633: a must-staple certificate served without a staple fails every client that honours it.
+            if !tls.enableOCSPStapling,
+               let certificate = (try? X509Certificate.load(file: tls.certFile))?.first, certificate.isMustStaple
+            {
+                problems.append(
+                    "\(configuration.sourcePath):\(listener.line): listener.ssl.\(listener.name): the certificate "
+                        + "\(tls.certFile) is must-staple (TLS feature status_request) but enable_ocsp_stapling is "
+                        + "false; set listener.ssl.\(listener.name).enable_ocsp_stapling = true")
             }
         }
         if !problems.isEmpty { throw Failure(problems.joined(separator: "\n")) }

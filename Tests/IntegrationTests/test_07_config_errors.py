@@ -75,6 +75,25 @@ def _key_does_not_match_certificate(b):
     return lines, "listener.ssl.external", ["private key does not match certificate"]
 
 
+def _must_staple_without_stapling(b):
+    # RFC 7633: a certificate that promises a staple, on a listener that does not staple.
+    import subprocess
+    d = b.dir / "must-staple"
+    d.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(d / "server.key"), "-out", str(d / "server.pem"), "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "tlsfeature=status_request"],
+                   check=True, capture_output=True, timeout=30)
+    lines = []
+    for l in b.config_lines(ssl=True):
+        if l.startswith("listener.ssl.external.certfile"):
+            l = f"listener.ssl.external.certfile = {d / 'server.pem'}"
+        elif l.startswith("listener.ssl.external.keyfile"):
+            l = f"listener.ssl.external.keyfile = {d / 'server.key'}"
+        lines.append(l)
+    return lines, "listener.ssl.external", ["must-staple", "enable_ocsp_stapling = true"]
+
+
 CASES = {
     "unknown-key-did-you-mean": _unknown_key_did_you_mean,
     "unknown-node-key": _unknown_node_key,
@@ -85,6 +104,7 @@ CASES = {
     "bad-verify-value": _bad_verify_value,
     "certfile-not-a-certificate": _certfile_not_a_certificate,
     "key-does-not-match-certificate": _key_does_not_match_certificate,
+    "must-staple-without-stapling": _must_staple_without_stapling,
 }
 
 
