@@ -87,7 +87,8 @@ import Testing
                            "listener.ssl.external.crl_cache_urls = http://127.0.0.1:8080/ca.crl",
                            "listener.ssl.external.enable_ocsp_stapling = true",
                            "listener.ssl.external.ocsp_refresh_interval = 5m",
-                           "listener.ssl.external.ocsp_refresh_http_timeout = 15s"] {
+                           "listener.ssl.external.ocsp_refresh_http_timeout = 15s",
+                           "node.fetch_refresh_floor = 1m"] {
             #expect(text.contains("#" + documented), "missing commented line '#\(documented)'")
         }
     }
@@ -103,7 +104,8 @@ import Testing
     }
 
     @Test func knownKeyListsAreComplete() {
-        #expect(ConfigurationLoader.knownGlobalKeys.count == 23)
+        #expect(ConfigurationLoader.knownGlobalKeys.count == 24)
+        #expect(ConfigurationLoader.knownGlobalKeys.contains("node.fetch_refresh_floor"))
         #expect(ConfigurationLoader.knownListenerSubkeys(for: .tcp) == ["allow_anonymous"])
         #expect(ConfigurationLoader.knownListenerSubkeys(for: .ssl).count == 23)
         #expect(ConfigurationLoader.knownListenerSubkeys(for: .ssl).contains("verify"))
