@@ -15,8 +15,12 @@ enum CRLAcceptance {
 
     static let clockLeeway: Int64 = 300
 
+    /// - Parameters:
+    ///   - publishedNumber, publishedThisUpdate: of the CRL published from the same source, if any: a lower
+    ///     cRLNumber (or, when either CRL has none, an older thisUpdate) is a rollback.
     static func check(
-        _ body: [UInt8], authorities: [X509Certificate], publishedNumber: String?, now: Int64
+        _ body: [UInt8], authorities: [X509Certificate], publishedNumber: String?, publishedThisUpdate: Int64? = nil,
+        now: Int64
     ) -> Result<Accepted, FetchFailure> {
         let parsed: [CertificateRevocationList]
         do {
@@ -43,9 +47,18 @@ enum CRLAcceptance {
             return .failure(.invalid("nextUpdate is before thisUpdate"))
         }
         let number = verified.crlNumber
-        if let publishedNumber, let number, Self.compareDecimal(number, publishedNumber) < 0 {
+        if let number, number.hasPrefix("-") {
+            return .failure(.invalid("cRLNumber \(number) is negative"))
+        }
+        if let publishedNumber, let number {
+            if Self.compareDecimal(number, publishedNumber) < 0 {
+                return .failure(.invalid(
+                    "rollback: cRLNumber \(number) is lower than the published \(publishedNumber)"))
+            }
+        } else if let publishedThisUpdate, let thisUpdate, thisUpdate < publishedThisUpdate {
             return .failure(.invalid(
-                "rollback: cRLNumber \(number) is lower than the published \(publishedNumber)"))
+                "rollback: thisUpdate \(Timestamp.iso8601(thisUpdate)) is older than the published CRL's "
+                    + Timestamp.iso8601(publishedThisUpdate)))
         }
         let der = verified.derBytes
         guard !der.isEmpty else {

@@ -113,10 +113,16 @@ struct FetchJob: Sendable {
         let accepted: CRLAcceptance.Accepted
         switch CRLAcceptance.check(
             response.body, authorities: authorities, publishedNumber: published ? metadata.crlNumber : nil,
-            now: Int64(now))
+            publishedThisUpdate: published ? metadata.thisUpdate.map { Int64($0) } : nil, now: Int64(now))
         {
         case .success(let result): accepted = result
         case .failure(let failure): return .failed(failure)
+        }
+        if published, let known = metadata.sha256, Digest.sha256Hex(accepted.der) == known {
+            // The same CRL in another encoding (a PEM source without conditional GET): nothing to publish.
+            metadata.etag = response.etag
+            metadata.lastModified = response.lastModified
+            return .notModified(httpStatus: response.status)
         }
         let validated = MonotonicInstant.now()
         var updated = metadata

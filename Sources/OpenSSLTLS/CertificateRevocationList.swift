@@ -240,6 +240,39 @@ extension CRLScope {
             let oid = length > 0 ? String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
             throw CRLRejectionReason("critical extension \(oid) is not understood")
         }
+        try rejectUnknownCriticalEntryExtensions(crl)
+    }
+
+    /// The entry extensions understood (RFC 5280 5.3); certificateIssuer only appears in indirect CRLs, which are
+    /// refused anyway. OpenSSL refuses every client of the CA when an entry has any other critical extension, so
+    /// such a CRL must never replace a good one.
+    private static let understoodEntryExtensions: Set<Int32> = [
+        NID_crl_reason, NID_invalidity_date, NID_hold_instruction_code, NID_certificate_issuer,
+    ]
+
+    private static func rejectUnknownCriticalEntryExtensions(_ crl: OpaquePointer) throws(CRLRejectionReason) {
+        guard let revoked = X509_CRL_get_REVOKED(crl) else { return }
+        let count = COpenSSLShims_sk_X509_REVOKED_num(revoked)
+        guard count > 0 else { return }
+        for index in 0..<count {
+            guard let entry = OPENSSL_sk_value(revoked, index).map({ OpaquePointer($0) }) else {
+                continue
+            }
+            let extensions = X509_REVOKED_get_ext_count(entry)
+            guard extensions > 0 else { continue }
+            for position in 0..<extensions {
+                guard let extensionPointer = X509_REVOKED_get_ext(entry, position),
+                      X509_EXTENSION_get_critical(extensionPointer) != 0
+                else { continue }
+                let object = X509_EXTENSION_get_object(extensionPointer)
+                if understoodEntryExtensions.contains(OBJ_obj2nid(object)) { continue }
+                var buffer = [CChar](repeating: 0, count: 128)
+                let length = OBJ_obj2txt(&buffer, Int32(buffer.count), object, 1)
+                let oid = length > 0
+                    ? String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
+                throw CRLRejectionReason("critical entry extension \(oid) is not understood")
+            }
+        }
     }
 }
 

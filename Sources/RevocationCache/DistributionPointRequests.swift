@@ -15,6 +15,8 @@ public enum DistributionPointRequests {
         }
         let lower = scheme.lowercased()
         guard lower == "http" || lower == "https", url.lowercased().hasPrefix(lower + "://") else { return false }
+        let afterScheme = url.dropFirst(lower.count + 3)
+        guard let first = afterScheme.first, first != "/", first != "?", first != "#" else { return false }
         return !url.utf8.contains { $0 <= 0x20 || $0 == 0x7f }
     }
 

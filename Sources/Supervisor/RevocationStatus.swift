@@ -45,12 +45,13 @@ enum RevocationStatus {
             }
             let metadata = CacheItemMetadata.read(layout.ocspMetadataFile(listener: listener.name))
             let published = metadata.map { isPublished($0, layout: layout) } ?? false
-            let nextUpdate = published ? metadata?.nextUpdate : nil
-            if published, nextUpdate.map({ $0 > now }) ?? true {
-                let until = nextUpdate.map { "until " + Timestamp.iso8601(Int64($0)) } ?? "(no nextUpdate)"
+            // As the workers decide: a response without nextUpdate is stapled for an hour after its thisUpdate.
+            let expiry = metadata.flatMap { $0.nextUpdate ?? $0.thisUpdate.map { $0 + 3600 } }
+            let nextUpdate = published ? expiry : nil
+            if published, let nextUpdate, nextUpdate > now {
                 result.append(.init(
-                    listener: listener.name, state: "stapled", detail: until, mustStaple: mustStaple,
-                    nextUpdate: nextUpdate))
+                    listener: listener.name, state: "stapled", detail: "until " + Timestamp.iso8601(Int64(nextUpdate)),
+                    mustStaple: mustStaple, nextUpdate: nextUpdate))
                 continue
             }
             var detail = published

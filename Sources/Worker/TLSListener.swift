@@ -105,20 +105,6 @@ final class TLSListener: Sendable {
         return targets
     }
 
-    /// The stapling state for logs and `status`: "off", "stapled until …", "unstapled: …".
-    var staplingState: String {
-        guard stapling != nil else { return "off" }
-        let (context, staple) = state.withLockedValue { ($0.context, $0.staple) }
-        guard let staple else {
-            return "unstapled: no valid OCSP response yet"
-        }
-        if context.hasValidStaple(), let next = staple.response.nextUpdate {
-            return "stapled until \(Timestamp.iso8601(next))"
-        }
-        if context.hasValidStaple() { return "stapled" }
-        return "unstapled: the OCSP response expired at \(Timestamp.iso8601(staple.response.nextUpdate ?? 0))"
-    }
-
     /// Rebuilds the context from the current files and swaps it in. Called on the watcher thread.
     func reload(reason: String) {
         let (previous, previousStaple) = state.withLockedValue { ($0.lastGood, $0.staple) }
@@ -214,9 +200,9 @@ final class TLSListener: Sendable {
             crlCheckDepth: settings.crlCheckDepth == .chain ? .chain : .leaf,
             crls: crls,
             ocspResponseDER: staple?.response.derBytes)
-        configuration.ocspNextUpdate = staple?.response.nextUpdate
+        configuration.ocspNextUpdate = staple.map { Self.stapleExpiry($0.response) }
         configuration.requiresStaple = requiresStaple
-        if let nextUpdate = staple?.response.nextUpdate {
+        if let nextUpdate = configuration.ocspNextUpdate {
             configuration.onStapleExpired = {
                 logger.warning(
                     "OCSP staple expired, no longer stapled",
@@ -230,6 +216,14 @@ final class TLSListener: Sendable {
     }
 
     // MARK: Stapling
+
+    /// A response without nextUpdate ("newer information is always available") is stapled for at most this long
+    /// after its thisUpdate; the fetcher refreshes it every ocsp_refresh_interval.
+    static let maximumStapleAgeWithoutNextUpdate: Int64 = 3600
+
+    static func stapleExpiry(_ response: OCSPVerifiedResponse) -> Int64 {
+        response.nextUpdate ?? response.thisUpdate + maximumStapleAgeWithoutNextUpdate
+    }
 
     /// Works out what this listener staples for; nil when stapling is off or impossible (no issuer, no OCSP URL:
     /// the fetcher logs that once).
