@@ -132,6 +132,9 @@ let package = Package(
         ),
         .testTarget(name: "RevocationCacheTests", dependencies: ["RevocationCache", "ProcessSupport"]),
         .testTarget(
+            name: "FetcherTests", dependencies: ["Fetcher", "OpenSSLTLS", "RevocationCache", "CurlClient", "ProcessSupport"]
+        ),
+        .testTarget(
             name: "OpenSSLTLSTests",
             dependencies: [
                 "OpenSSLTLS", "DevelopmentPKI",
