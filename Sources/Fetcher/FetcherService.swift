@@ -99,8 +99,9 @@ public final class FetcherService {
         }
         removeLeftoverTemporaryFiles()
         apply(plan: plan, now: FetchJob.wallClock())
-        takeRequests(now: FetchJob.wallClock())
+        // Watch first, then take what is waiting: a request dropped in between is seen either way.
         startWatchingRequests()
+        takeRequests(now: FetchJob.wallClock())
         logger.info(
             "fetcher running",
             metadata: [
@@ -267,6 +268,8 @@ public final class FetcherService {
         item.isRunning = false
         item.metadata = result.metadata
         let schedule = schedule(of: item.source)
+        // Logged after the metadata is written, so that whoever reads the log line finds the sidecar current.
+        var report: (Logger) -> Void = { _ in }
         var fields: Logger.Metadata = ["fetch.url": "\(item.source.url)"]
         if let listener = listener(of: item.source) {
             fields["fetch.listener"] = "\(listener)"
@@ -288,10 +291,10 @@ public final class FetcherService {
                 fields["revocation.crl_number"] = "\(item.metadata.crlNumber ?? "-")"
                 fields["revocation.entries"] = "\(details.entries ?? 0)"
                 fields["fetch.origin"] = "\(item.source.origin.rawValue)"
-                logger.info("CRL published", metadata: fields)
+                report = { $0.info("CRL published", metadata: fields) }
             case .ocsp:
                 fields["ocsp.cert_status"] = "good"
-                logger.info("OCSP response published", metadata: fields)
+                report = { $0.info("OCSP response published", metadata: fields) }
             }
         case .notModified(let status):
             item.due = now + schedule.delayAfterSuccess(
@@ -299,8 +302,8 @@ public final class FetcherService {
             fields["fetch.http_status"] = "\(status)"
             fields["fetch.next_in"] = "\(Self.rounded(item.due - now))"
             switch item.source.kind {
-            case .crl: logger.info("CRL not modified", metadata: fields)
-            case .ocsp: logger.info("OCSP response not modified", metadata: fields)
+            case .crl: report = { $0.info("CRL not modified", metadata: fields) }
+            case .ocsp: report = { $0.info("OCSP response not modified", metadata: fields) }
             }
         case .failed(let failure):
             let delay = schedule.delayAfterFailure(
@@ -314,12 +317,14 @@ public final class FetcherService {
             fields["fetch.failures"] = "\(item.metadata.consecutiveFailures)"
             switch (item.source.kind, failure) {
             case (.ocsp, .revoked):
-                logger.critical("server certificate revoked by its OCSP responder", metadata: fields)
-                logger.error("fetch failed", metadata: fields)
+                report = {
+                    $0.critical("server certificate revoked by its OCSP responder", metadata: fields)
+                    $0.error("fetch failed", metadata: fields)
+                }
             case (.ocsp, .invalid):
-                logger.error("fetch failed", metadata: fields)
+                report = { $0.error("fetch failed", metadata: fields) }
             default:
-                logger.warning("fetch failed", metadata: fields)
+                report = { $0.warning("fetch failed", metadata: fields) }
             }
         }
         item.metadata.nextAttempt = item.due
@@ -331,6 +336,7 @@ public final class FetcherService {
                 "cannot write cache metadata",
                 metadata: ["path": "\(metadataPath(of: item.source))", "error": "\(error)"])
         }
+        report(logger)
     }
 
     // MARK: Distribution points reported by workers

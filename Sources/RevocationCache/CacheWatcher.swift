@@ -40,6 +40,8 @@ public final class CacheWatcher: Sendable {
     private let inotify: Int32
     private let wakeup: (read: Int32, write: Int32)
     private let state = Mutex(State())
+    /// Watches registered in init, so that nothing that happens between init and `start` is missed.
+    private let initialWatches: [Int32: Target]
 
     private struct State {
         var stopped = false
@@ -58,7 +60,16 @@ public final class CacheWatcher: Sendable {
             close(inotify)
             throw error
         }
+        var watches: [Int32: Target] = [:]
+        for target in self.targets {
+            let descriptor = inotify_add_watch(inotify, target.directory, Self.watchMask)
+            if descriptor >= 0 { watches[descriptor] = target }
+        }
+        initialWatches = watches
     }
+
+    private static let watchMask = UInt32(
+        IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
 
     deinit {
         close(inotify)
@@ -90,15 +101,16 @@ public final class CacheWatcher: Sendable {
     // MARK: The thread
 
     private func run(onChange: @Sendable ([String]) -> Void) {
-        var watches: [Int32: Target] = [:]
-        var missing = Set(targets)
+        // Directories watched since init report only what changes from then on (events queue in the kernel until
+        // this thread reads them); directories that appear later are reported whole.
+        var watches = initialWatches
+        var missing = Set(targets).subtracting(initialWatches.values)
         var pending = Set<String>()
         var firstPendingAt: MonotonicInstant?
 
         func addMissingWatches() {
             for target in missing {
-                let mask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
-                let descriptor = inotify_add_watch(inotify, target.directory, mask)
+                let descriptor = inotify_add_watch(inotify, target.directory, Self.watchMask)
                 guard descriptor >= 0 else { continue }
                 watches[descriptor] = target
                 missing.remove(target)
@@ -111,9 +123,6 @@ public final class CacheWatcher: Sendable {
         }
 
         addMissingWatches()
-        // What is there at start is the caller's initial load, not a change.
-        pending.removeAll()
-        firstPendingAt = nil
 
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         while !isStopped {

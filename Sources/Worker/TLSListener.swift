@@ -34,6 +34,9 @@ final class TLSListener: Sendable {
         var lastGood: [String: LoadedFile]
         /// The OCSP response last accepted for stapling.
         var staple: LoadedStaple?
+        /// Every revocation file as it was when the context was last built (loaded or rejected), so that a
+        /// reload with nothing new is a no-op.
+        var seen: [String: FileIdentity]
     }
 
     /// A validated OCSP response and the file identity it came from.
@@ -80,11 +83,13 @@ final class TLSListener: Sendable {
         distributionPoints = DistributionPointReporter(layout: cacheLayout, logger: logger)
         (stapling, requiresStaple) = try Self.staplingIdentity(
             listener: listener, settings: settings, cacheLayout: cacheLayout, logger: logger)
+        let seen = Self.identities(settings: settings, cacheLayout: cacheLayout, stapling: stapling)
         let staple = Self.loadStaple(stapling, previous: nil, logger: logger)
         let (context, lastGood) = try Self.build(
             listener: listener, settings: settings, cacheLayout: cacheLayout, previous: [:], staple: staple,
             requiresStaple: requiresStaple, logger: logger)
-        state = NIOLockedValueBox(State(context: context, generation: 1, lastGood: lastGood, staple: staple))
+        state = NIOLockedValueBox(
+            State(context: context, generation: 1, lastGood: lastGood, staple: staple, seen: seen))
         logStapleState(context: context, staple: staple)
     }
 
@@ -105,9 +110,13 @@ final class TLSListener: Sendable {
         return targets
     }
 
-    /// Rebuilds the context from the current files and swaps it in. Called on the watcher thread.
+    /// Rebuilds the context from the current files and swaps it in, unless no revocation file changed since the
+    /// last build. Called on the watcher thread (and once right after the watcher started, to catch what changed
+    /// between the first load and the first inotify watch).
     func reload(reason: String) {
-        let (previous, previousStaple) = state.withLockedValue { ($0.lastGood, $0.staple) }
+        let seen = Self.identities(settings: settings, cacheLayout: cacheLayout, stapling: stapling)
+        let (previous, previousStaple, previousSeen) = state.withLockedValue { ($0.lastGood, $0.staple, $0.seen) }
+        guard seen != previousSeen else { return }
         do {
             let staple = Self.loadStaple(stapling, previous: previousStaple, logger: logger)
             let (context, lastGood) = try Self.build(
@@ -117,6 +126,7 @@ final class TLSListener: Sendable {
                 state.context = context
                 state.lastGood = lastGood
                 state.staple = staple
+                state.seen = seen
                 state.generation += 1
                 return state.generation
             }
@@ -136,6 +146,19 @@ final class TLSListener: Sendable {
     }
 
     // MARK: Building
+
+    /// The identity of every file a build reads: the CRL files that apply and the staple.
+    private static func identities(
+        settings: TLSSettings, cacheLayout: CacheLayout, stapling: StaplingIdentity?
+    ) -> [String: FileIdentity] {
+        var paths = settings.enableCRLCheck ? crlPaths(settings: settings, cacheLayout: cacheLayout) : []
+        if let stapling { paths.append(stapling.path) }
+        var result: [String: FileIdentity] = [:]
+        for path in paths {
+            if let identity = FileIdentity(path: path) { result[path] = identity }
+        }
+        return result
+    }
 
     private static func build(
         listener: ListenerConfiguration, settings: TLSSettings, cacheLayout: CacheLayout,

@@ -104,6 +104,10 @@ public final class WorkerService: Sendable {
         }
         let watcher = startWatching(Array(tlsListeners.values))
         defer { watcher?.stop() }
+        // A file published between the first load and the first inotify watch: load it now, before accepting.
+        for listener in tlsListeners.values {
+            listener.reload(reason: "changed while the worker started")
+        }
 
         var servers: [any Channel] = []
         for listener in configuration.listeners {
