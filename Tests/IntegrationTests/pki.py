@@ -780,3 +780,90 @@ class TLSNode:
                     f"{cert.name} still accepted {started - since:.2f}s after the CRL was published "
                     f"({attempts} attempts; limit {within}s)\n{r}")
             time.sleep(0.02)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 09 fetcher: certificates that point at revocation servers, delegated OCSP responders, big CRLs.
+# (Appended; everything above keeps its API.)
+
+_EXTENSIONS = {
+    "server": ["basicConstraints = CA:FALSE", "keyUsage = critical, digitalSignature, keyEncipherment",
+               "extendedKeyUsage = serverAuth", "subjectKeyIdentifier = hash",
+               "authorityKeyIdentifier = keyid, issuer", "subjectAltName = DNS:localhost, IP:127.0.0.1"],
+    "client": ["basicConstraints = CA:FALSE", "keyUsage = critical, digitalSignature",
+               "extendedKeyUsage = clientAuth", "subjectKeyIdentifier = hash",
+               "authorityKeyIdentifier = keyid, issuer"],
+    # A delegated OCSP responder (RFC 6960 4.2.2.2); `ocsp_signing` adds id-kp-OCSPSigning.
+    "ocsp": ["basicConstraints = CA:FALSE", "keyUsage = critical, digitalSignature",
+             "subjectKeyIdentifier = hash", "authorityKeyIdentifier = keyid, issuer"],
+}
+
+
+def issue_with_extensions(ca: CA, name: str, cn: str, kind: str = "client", *, ocsp_url: str | None = None,
+                          crl_url: str | None = None, ocsp_signing: bool = False) -> Cert:
+    """`openssl ca -extfile` with the extensions of `kind` ("server", "client", "ocsp") plus, when given, an AIA
+    OCSP URL (`authorityInfoAccess = OCSP;URI:...`), a CRL distribution point (`crlDistributionPoints = URI:...`)
+    and id-kp-OCSPSigning. Writes `<ca dir>/<name>.pem/.key` like `CA.issue`."""
+    lines = list(_EXTENSIONS[kind])
+    if ocsp_url is not None:
+        lines.append(f"authorityInfoAccess = OCSP;URI:{ocsp_url}")
+    if crl_url is not None:
+        lines.append(f"crlDistributionPoints = URI:{crl_url}")
+    if ocsp_signing:
+        lines.append("extendedKeyUsage = OCSPSigning")
+    ext = ca.dir / f"{name}.ext"
+    ext.write_text("[ ext ]\n" + "\n".join(lines) + "\n")
+    key, csr, crt = ca.dir / f"{name}.key", ca.dir / f"{name}.csr", ca.dir / f"{name}.pem"
+    openssl("req", "-config", str(ca.cnf), "-new", *_EC, "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={cn}")
+    openssl("ca", "-config", str(ca.cnf), "-batch", "-notext", "-in", str(csr), "-out", str(crt),
+            "-extfile", str(ext), "-extensions", "ext", "-days", "2")
+    return Cert(name=name, cert=crt, key=key, subject=f"CN={cn}", serial=cert_serial(crt))
+
+
+def issue_ocsp_responder(ca: CA, name: str, ocsp_signing: bool = True) -> Cert:
+    """A delegated OCSP responder certificate issued by `ca`, with or without id-kp-OCSPSigning."""
+    return issue_with_extensions(ca, name, name, "ocsp", ocsp_signing=ocsp_signing)
+
+
+def revoke_many(ca: CA, count: int) -> None:
+    """Add `count` revoked entries (random serials never issued) to the CA database, the way `openssl ca -revoke`
+    writes them, so that the next `gencrl` is big: about 40 bytes of DER per entry."""
+    now = datetime.now(timezone.utc)
+    expires = openssl_time(now + timedelta(days=2))
+    revoked = openssl_time(now - timedelta(minutes=1))
+    with open(ca.dir / "index.txt", "a") as f:
+        for i in range(count):
+            serial = "%032X" % (secrets.randbits(127) | (1 << 124))
+            f.write(f"R\t{expires}\t{revoked},keyCompromise\t{serial}\tunknown\t/CN=bulk-{i}\n")
+
+
+def crl_to_der(path: Path) -> bytes:
+    """The CRL in `path` (PEM or DER) as DER, converted by `openssl crl` (which also proves it parses)."""
+    head = path.read_bytes()[:32]
+    inform = "PEM" if head.lstrip().startswith(b"-----BEGIN") else "DER"
+    return openssl("crl", "-inform", inform, "-in", str(path), "-outform", "DER").stdout
+
+
+def crl_number(path: Path, inform: str = "DER") -> int:
+    """The cRLNumber of a CRL file, from `openssl crl -noout -crlnumber` (hex)."""
+    out = openssl("crl", "-inform", inform, "-in", str(path), "-noout", "-crlnumber").stdout.decode().strip()
+    return int(out.split("=", 1)[1], 16)
+
+
+def ocsp_request(issuer: Path, cert: Path, out: Path, nonce: bool = False) -> Path:
+    """`openssl ocsp -issuer ... -cert ... -reqout out` (DER OCSPRequest)."""
+    openssl("ocsp", "-issuer", str(issuer), "-cert", str(cert), "-reqout", str(out),
+            *([] if nonce else ["-no_nonce"]))
+    return out
+
+
+def ocsp_response_text(response: Path, issuer: Path | None = None, cert: Path | None = None,
+                       cafile: Path | None = None) -> str:
+    """`openssl ocsp -respin response -resp_text` (with `-issuer/-cert` for the status line and `-CAfile` to verify,
+    else `-noverify`); stdout + stderr, never raising: the text is what the tests look at."""
+    args = ["openssl", "ocsp", "-respin", str(response), "-resp_text"]
+    if issuer is not None and cert is not None:
+        args += ["-issuer", str(issuer), "-cert", str(cert)]
+    args += ["-CAfile", str(cafile)] if cafile is not None else ["-noverify"]
+    cp = subprocess.run(args, capture_output=True, timeout=OPENSSL_TIMEOUT)
+    return cp.stdout.decode(errors="replace") + cp.stderr.decode(errors="replace")
