@@ -69,6 +69,19 @@ public final class TLSContext: @unchecked Sendable {
             }
             COpenSSLShims_SSL_CTX_set_tlsext_status_arg(ctx, Unmanaged.passUnretained(self).toOpaque())
         }
+        if configuration.requiresStaple {
+            // Must-staple without a valid staple: refuse at the ClientHello with an internal_error alert, so the
+            // client learns the handshake failed rather than seeing the connection drop.
+            SSL_CTX_set_client_hello_cb(ctx, { _, alert, arg in
+                guard let arg else { return 0 }
+                let context = Unmanaged<TLSContext>.fromOpaque(arg).takeUnretainedValue()
+                guard context.handshakeRefusal() == nil else {
+                    alert?.pointee = SSL_AD_INTERNAL_ERROR
+                    return 0
+                }
+                return 1
+            }, Unmanaged.passUnretained(self).toOpaque())
+        }
     }
 
     deinit {

@@ -137,9 +137,6 @@ public final class TLSServerHandler: ChannelDuplexHandler {
         timeoutTask = context.eventLoop.scheduleTask(in: handshakeTimeout) {
             loopBoundSelf.value.handshakeTimedOut(context: loopBoundContext.value)
         }
-        if let refusal = tlsContext.handshakeRefusal() {
-            failHandshake(TLSHandshakeFailure(kind: .unavailable, reason: refusal), context: context)
-        }
     }
 
     /// "127.0.0.1:5555" / "[::1]:5555" rather than NIO's "[IPv4]127.0.0.1/127.0.0.1:5555".
@@ -446,6 +443,10 @@ public final class TLSServerHandler: ChannelDuplexHandler {
         let verifyResult = record.error != 0 ? record.error : Int32(truncatingIfNeeded: connection.verifyResult)
         let verifyText = X509_verify_cert_error_string(Int(verifyResult)).map { String(cString: $0) } ?? ""
         let peer = (record.leafCertificate ?? connection.peerCertificate)?.peerCertificate
+        if verifyResult == X509_V_OK, let refusal = tlsContext.handshakeRefusal() {
+            // The ClientHello callback refused it (must-staple without a valid staple).
+            return TLSHandshakeFailure(kind: .unavailable, reason: refusal, peer: peer, openSSLErrors: openSSLErrors)
+        }
         guard verifyResult != X509_V_OK else {
             return TLSHandshakeFailure(
                 kind: .protocolError,

@@ -557,6 +557,8 @@ def test_must_staple_refused_until_a_staple_is_loaded(tls_node, own_pki, ocsp_re
         h = handshake(node, version)
         assert not h.completed, f"must-staple certificate served without a staple\n{h}"
         assert not h.stapled, str(h)
+        # Refused at the ClientHello with an alert, not a silent close.
+        assert h.alert is not None and "internal error" in h.alert, f"no internal_error alert\n{h}"
     refused = node.wait_log(pki.REFUSED, more_than=1, timeout=3.0)
     for line in refused:
         assert line.fields.get("tls.kind") == "unavailable", line.raw
