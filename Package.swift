@@ -60,8 +60,17 @@ let package = Package(
             ]
         ),
         .target(
+            name: "WorkerCluster",
+            dependencies: [
+                "MQTTBroker", "MQTTCodec", "ProcessSupport",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "Worker",
             dependencies: [
+                "WorkerCluster",
                 "BrokerConfiguration", "ControlChannel", "ProcessSupport", "RevocationCache", "MQTTBroker", "MQTTCodec",
                 "OpenSSLTLS",
                 .product(name: "NIOCore", package: "swift-nio"),

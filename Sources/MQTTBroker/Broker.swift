@@ -25,12 +25,25 @@ public final class Broker {
     private var assignedIdentifierCounter: UInt64 = 0
     public private(set) var statistics = Statistics()
 
+    /// The other workers of this node, when there are any (see `BrokerCluster`).
+    public weak var cluster: (any BrokerCluster)?
+    /// This process's id in retain stamps.
+    let nodeID: UInt64 = UInt64.random(in: 1...UInt64.max)
+    /// The Lamport clock of retained-store changes.
+    var retainClock: UInt64 = 0
+    /// How many local subscriptions each filter text has: a route is announced to peers on 0 → 1, withdrawn on
+    /// 1 → 0.
+    var localRouteCounts: [String: Int] = [:]
+
     /// Counters for status and metrics.
     public struct Statistics: Sendable, Equatable {
         public var messagesReceived = 0
         public var messagesSent = 0
         public var messagesDropped = 0
         public var connections = 0
+        /// Publishes sent to / received from other workers for delivery.
+        public var messagesForwardedOut = 0
+        public var messagesForwardedIn = 0
     }
 
     public init(settings: BrokerSettings, access: AccessPolicy, scheduler: any BrokerScheduler, logger: Logger) {
@@ -186,7 +199,10 @@ public final class Broker {
         session.expiryTimer?.cancel()
         session.expiryTimer = nil
         subscriptions.removeAll(subscriber: session.clientID)
-        session.subscriptionCount = 0
+        for text in session.subscriptionsByFilter.keys {
+            localRouteRemoved(text)
+        }
+        session.subscriptionsByFilter.removeAll()
         session.outbound.reset()
         session.inboundQoS2.removeAll()
         if sessions[session.clientID] === session {
@@ -196,18 +212,73 @@ public final class Broker {
 
     // MARK: Publishing
 
-    /// Routes a message to every matching subscription, and updates the retained store when it is retained.
+    /// Routes a message published on this worker to every matching subscription here and on the other workers,
+    /// and updates the retained store (everywhere) when it is retained.
     func publish(_ message: ApplicationMessage) {
         statistics.messagesReceived += 1
         guard let topic = try? TopicName(message.topic) else { return }
+        var retainStamp: RetainStamp?
         if message.retain && settings.retainAvailable {
-            if message.payload.readableBytes == 0 {
-                _ = retained.remove(topic: topic)
+            retainClock += 1
+            let stamp = RetainStamp(clock: retainClock, node: nodeID)
+            retainStamp = stamp
+            applyRetained(message, topic: topic, stamp: stamp)
+        }
+        route(message, topic: topic, forwarded: nil, retainStamp: retainStamp)
+    }
+
+    /// A publish another worker forwarded: a retained-store change and/or delivery to this worker's own
+    /// subscribers (ordinary ones, and the shared groups the sender picked this worker for). Never forwarded again.
+    public func receive(_ forwarded: ForwardedPublish) {
+        guard let topic = try? TopicName(forwarded.message.topic) else { return }
+        if let stamp = forwarded.retainStamp, settings.retainAvailable {
+            retainClock = max(retainClock, stamp.clock)
+            if let current = retained.message(for: topic), current.stamp >= stamp {
+                // Ours is newer: keep it.
             } else {
-                // A decoded payload is a slice of the whole read buffer: keep only its own bytes.
-                var stored = message
-                stored.payload = ByteBuffer(bytes: message.payload.readableBytesView)
-                _ = retained.set(topic: topic, message: RetainedMessage(stored))
+                applyRetained(forwarded.message, topic: topic, stamp: stamp)
+            }
+        }
+        if forwarded.deliver || !forwarded.sharedGroups.isEmpty {
+            statistics.messagesForwardedIn += 1
+            route(forwarded.message, topic: topic, forwarded: forwarded, retainStamp: nil)
+            flushPending()
+        }
+    }
+
+    private func applyRetained(_ message: ApplicationMessage, topic: TopicName, stamp: RetainStamp) {
+        if message.payload.readableBytes == 0 {
+            _ = retained.remove(topic: topic)
+        } else {
+            // A decoded payload is a slice of the whole read buffer: keep only its own bytes.
+            var stored = message
+            stored.payload = ByteBuffer(bytes: message.payload.readableBytesView)
+            _ = retained.set(topic: topic, message: RetainedMessage(stored, stamp: stamp))
+        }
+    }
+
+    /// Delivers to local subscribers; for a local publish (`forwarded == nil`) also forwards to the workers that
+    /// have a matching route (and, for a retained-store change, to every worker).
+    private func route(
+        _ message: ApplicationMessage, topic: TopicName, forwarded: ForwardedPublish?, retainStamp: RetainStamp?
+    ) {
+        let isLocal = forwarded == nil
+        var peerTargets: [String: [ForwardedPublish.SharedGroup]] = [:]
+        defer {
+            if isLocal, let cluster {
+                let peers = cluster.peerIDs
+                if !peers.isEmpty && (retainStamp != nil || !peerTargets.isEmpty) {
+                    for peer in peers {
+                        let groups = peerTargets[peer]
+                        guard groups != nil || retainStamp != nil else { continue }
+                        statistics.messagesForwardedOut += groups != nil ? 1 : 0
+                        cluster.send(
+                            ForwardedPublish(
+                                message: message, deliver: groups != nil, sharedGroups: groups ?? [],
+                                retainStamp: retainStamp),
+                            to: peer)
+                    }
+                }
             }
         }
         // Reuse one match buffer; a publish nested in a delivery (a will) gets a fresh one.
@@ -220,6 +291,7 @@ public final class Broker {
         subscriptions.match(topic: topic, into: &matches)
         if matches.isEmpty { return }
         let now = scheduler.now
+        let deliversOrdinary = forwarded?.deliver ?? true
 
         // Ordinary subscriptions: one delivery per subscriber, at the highest QoS of its matching subscriptions,
         // with every matching subscription identifier (§3.3.4). No Local subscriptions of the publisher don't count.
@@ -230,7 +302,11 @@ public final class Broker {
             merged.removeAll(keepingCapacity: true)
             mergeBuffer = merged
         }
-        for match in matches.subscriptions {
+        for match in matches.subscriptions where deliversOrdinary {
+            if let peer = Self.peerID(of: match.subscriber) {
+                if isLocal && peerTargets[peer] == nil { peerTargets[peer] = [] }
+                continue
+            }
             let options = match.options.options
             if options.noLocal && match.subscriber == message.publisher { continue }
             if let position = merged.count > 1 ? merged.firstIndex(where: { $0.subscriber == match.subscriber })
@@ -253,12 +329,26 @@ public final class Broker {
                 retain: entry.retainAsPublished && message.retain, identifiers: entry.identifiers, now: now)
         }
 
-        // Shared groups: one member each, round robin, preferring members that are online.
+        // Shared groups: one member each, round robin over this worker's members and the workers that have
+        // members (each counts as one), preferring members that are online. A forwarded publish serves only the
+        // groups the sender picked this worker for, with a local member.
         for group in matches.sharedGroups {
+            if let forwarded, !forwarded.sharedGroups.contains(where: { $0.filter == group.filter.string }) {
+                continue
+            }
             let member =
-                subscriptions.nextSharedMember(of: group) { self.sessions[$0.subscriber]?.isOnline == true }
+                subscriptions.nextSharedMember(of: group) {
+                    if Self.peerID(of: $0.subscriber) != nil { return isLocal }
+                    return self.sessions[$0.subscriber]?.isOnline == true
+                }
                 ?? subscriptions.nextSharedMember(of: group) { self.sessions[$0.subscriber] != nil }
-            guard let member, let session = sessions[member.subscriber] else { continue }
+            guard let member else { continue }
+            if let peer = Self.peerID(of: member.subscriber) {
+                peerTargets[peer, default: []].append(
+                    ForwardedPublish.SharedGroup(shareName: group.shareName, filter: group.filter.string))
+                continue
+            }
+            guard let session = sessions[member.subscriber] else { continue }
             if member.options.options.noLocal && member.subscriber == message.publisher { continue }
             deliver(
                 message, to: session, maximumQoS: member.options.options.qos,
@@ -303,14 +393,34 @@ public final class Broker {
     /// Adds or replaces one subscription; returns whether it is new (for Retain Handling 1).
     func subscribe(_ session: Session, filter: TopicFilter, entry: SubscriptionEntry) -> Bool {
         let isNew = subscriptions.subscribe(filter, subscriber: session.clientID, options: entry)
-        if isNew { session.subscriptionCount += 1 }
+        session.subscriptionsByFilter[filter.string] = (filter, entry)
+        if isNew { localRouteAdded(filter.string) }
         return isNew
     }
 
     func unsubscribe(_ session: Session, filter: TopicFilter) -> Bool {
         let existed = subscriptions.unsubscribe(filter, subscriber: session.clientID)
-        if existed { session.subscriptionCount -= 1 }
+        if existed {
+            session.subscriptionsByFilter.removeValue(forKey: filter.string)
+            localRouteRemoved(filter.string)
+        }
         return existed
+    }
+
+    private func localRouteAdded(_ text: String) {
+        let count = localRouteCounts[text, default: 0] + 1
+        localRouteCounts[text] = count
+        if count == 1 { cluster?.routeAdded(text) }
+    }
+
+    private func localRouteRemoved(_ text: String) {
+        guard let count = localRouteCounts[text] else { return }
+        if count <= 1 {
+            localRouteCounts.removeValue(forKey: text)
+            cluster?.routeRemoved(text)
+        } else {
+            localRouteCounts[text] = count - 1
+        }
     }
 
     /// Sends the retained messages matching a new subscription, flagged retained (§3.3.1.3).
@@ -345,12 +455,14 @@ struct MergedDelivery {
     var identifiers: [Int]
 }
 
-/// A retained message with its size, for the store's byte count.
+/// A retained message with its size, for the store's byte count, and the stamp that orders it across workers.
 struct RetainedMessage: RetainedMessageSizing {
     var message: ApplicationMessage
+    var stamp: RetainStamp
 
-    init(_ message: ApplicationMessage) {
+    init(_ message: ApplicationMessage, stamp: RetainStamp) {
         self.message = message
+        self.stamp = stamp
     }
 
     var retainedByteCount: Int { message.payload.readableBytes + message.topic.utf8.count }

@@ -63,6 +63,26 @@ extension ConnectionController {
         }
         let expiry = min(requestedExpiry, maximumExpiry)
 
+        // Client ids are unique across the node's workers: another worker holding this one gives it up (and
+        // hands its session over) before this connection attaches.
+        state = .claiming(buffered: [])
+        broker.claimSession(clientID: identifier, cleanStart: connect.cleanStart) { [weak self] in
+            guard let self, case .claiming(let buffered) = self.state else { return }
+            self.completeConnect(
+                connect, identifier: identifier, assignedIdentifier: assignedIdentifier,
+                requestedExpiry: requestedExpiry, expiry: expiry)
+            for packet in buffered {
+                self.received(packet)
+            }
+            self.broker.flushPending()
+        }
+    }
+
+    private func completeConnect(
+        _ connect: ConnectPacket, identifier: String, assignedIdentifier: String?, requestedExpiry: UInt32,
+        expiry: UInt32
+    ) {
+        let isV5 = protocolVersion == .v5
         let (session, sessionPresent) = broker.attach(
             self, clientID: identifier, cleanStart: connect.cleanStart, version: protocolVersion,
             expiryInterval: expiry, username: username)

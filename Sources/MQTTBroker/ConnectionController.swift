@@ -9,9 +9,15 @@ import ProcessSupport
 public final class ConnectionController {
     enum State {
         case awaitingConnect
+        /// CONNECT accepted; other workers are giving up the client id's session. Packets the client sends
+        /// meanwhile wait here (in order) and are handled once connected.
+        case claiming(buffered: [MQTTPacket])
         case connected(Session)
         case closed
     }
+
+    /// Packets a client may send before its CONNACK while its session is claimed from other workers.
+    static let maximumPacketsWhileClaiming = 1000
 
     /// What the TLS layer learned from a verified client certificate (`peer_cert_as_username/clientid`).
     public struct CertificateIdentity: Sendable, Equatable {
@@ -96,6 +102,13 @@ public final class ConnectionController {
                 return
             }
             handleConnect(connect)
+        case .claiming(var buffered):
+            guard buffered.count < Self.maximumPacketsWhileClaiming else {
+                closeConnection(publishWill: false)
+                return
+            }
+            buffered.append(packet)
+            state = .claiming(buffered: buffered)
         case .connected(let session):
             handle(packet, session: session)
         }

@@ -19,6 +19,12 @@ public struct OutboundFlow: Sendable {
         public var packetIdentifier: UInt16
         public var delivery: Delivery
         public var stage: Stage
+
+        public init(packetIdentifier: UInt16, delivery: Delivery, stage: Stage) {
+            self.packetIdentifier = packetIdentifier
+            self.delivery = delivery
+            self.stage = stage
+        }
     }
 
     /// A message prepared for one subscriber: effective QoS, retain flag, subscription identifiers.
@@ -55,7 +61,24 @@ public struct OutboundFlow: Sendable {
         self.queueLimit = queueLimit
     }
 
+    /// A flow moved from another broker process (session takeover): in flight and queued exactly as there, and
+    /// new packet identifiers continue after `lastPacketIdentifier`.
+    public init(
+        window: Int, queueLimit: Int, inflight: [Inflight], queued: [Delivery], lastPacketIdentifier: UInt16
+    ) {
+        self.init(window: window, queueLimit: queueLimit)
+        self.inflight = inflight
+        self.queue = queued
+        self.lastPacketIdentifier = lastPacketIdentifier
+    }
+
     public var queuedCount: Int { queue.count - queueHead }
+
+    /// The messages waiting, oldest first.
+    public var queuedDeliveries: ArraySlice<Delivery> { queue[queueHead...] }
+
+    /// The last packet identifier handed out (to carry the sequence over to another process).
+    public var lastIssuedPacketIdentifier: UInt16 { lastPacketIdentifier }
 
     /// A message for this session. Online: sent now if the window allows (QoS 0 always), else queued.
     /// Offline: QoS>0 queued, QoS 0 dropped.

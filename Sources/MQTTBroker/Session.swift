@@ -18,8 +18,10 @@ public final class Session {
     var will: PendingWill?
     var willTimer: (any ScheduledWork)?
     var expiryTimer: (any ScheduledWork)?
-    /// Subscription filters, to answer "is this subscription new" and to count.
-    var subscriptionCount = 0
+    /// The session's subscriptions by filter text (the tree holds them too, for matching): for counting, for
+    /// dropping the worker's routes when the session ends, and for moving the session to another worker.
+    var subscriptionsByFilter: [String: (filter: TopicFilter, entry: SubscriptionEntry)] = [:]
+    var subscriptionCount: Int { subscriptionsByFilter.count }
 
     struct PendingWill {
         var message: ApplicationMessage
@@ -40,6 +42,11 @@ public final class Session {
 public struct SubscriptionEntry: Sendable, Equatable, SubscriptionDeliveryOptions {
     public var options: SubscriptionOptions
     public var identifier: Int?
+
+    public init(options: SubscriptionOptions, identifier: Int?) {
+        self.options = options
+        self.identifier = identifier
+    }
 
     public var maximumQoS: UInt8 { options.qos.rawValue }
     public var subscriptionIdentifier: Int? { identifier }

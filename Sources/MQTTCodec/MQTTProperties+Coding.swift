@@ -387,3 +387,19 @@ extension MQTTProperties {
         }
     }
 }
+
+extension MQTTProperties {
+    // MARK: Between broker processes
+
+    /// Writes the forwarded properties of a routed message (property length, then the properties, as in a
+    /// PUBLISH) for another broker process. `decodeForwarded(from:)` reads them back.
+    public func encodeForwarded(into buffer: inout ByteBuffer) {
+        write(into: &buffer)
+    }
+
+    /// Reads what `encodeForwarded(into:)` wrote: the PUBLISH properties (user properties and subscription
+    /// identifiers may repeat).
+    public static func decodeForwarded(from buffer: inout ByteBuffer) throws(MQTTDecodingError) -> MQTTProperties {
+        try decode(from: &buffer, allowed: .publish, in: .publish)
+    }
+}

@@ -13,6 +13,7 @@ import NIOPosix
 import OpenSSLTLS
 import ProcessSupport
 import RevocationCache
+import WorkerCluster
 
 /// A worker process: binds every listener with SO_REUSEPORT (the kernel spreads connections over the workers),
 /// serves clients, and quits gracefully when the supervisor says so, when its channel closes, or on SIGTERM.
@@ -65,6 +66,28 @@ public final class WorkerService: Sendable {
             return 1
         }
         state.withLockedValue { $0.broker = broker }
+
+        // Join the node's other workers (routes, retained messages, session claims) before accepting clients.
+        let cluster: NIOLoopBound<ClusterNode>
+        do {
+            let directory = ClusterNode.socketDirectory(runDirectory: configuration.node.runDirectory)
+            let loop = self.loop
+            let slot = self.slot
+            let logger = self.logger
+            cluster = try loop.submit {
+                let node = ClusterNode(broker: broker.value, loop: loop, directory: directory, slot: slot, logger: logger)
+                broker.value.cluster = node
+                return NIOLoopBound(node, eventLoop: loop)
+            }.wait()
+            try loop.flatSubmit { cluster.value.start() }.wait()
+        } catch {
+            logger.critical("cannot join the other workers", metadata: ["error": "\(error)"])
+            return 1
+        }
+        var clusterStopped = false
+        defer {
+            if !clusterStopped { try? loop.submit { cluster.value.stop() }.wait() }
+        }
 
 
         let link: any Channel
@@ -136,6 +159,8 @@ public final class WorkerService: Sendable {
         }
 
         let code = (try? finished.futureResult.wait()) ?? 1
+        try? loop.submit { cluster.value.stop() }.wait()
+        clusterStopped = true
         try? group.syncShutdownGracefully()
         return code
     }

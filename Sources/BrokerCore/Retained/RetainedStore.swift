@@ -91,6 +91,14 @@ public struct RetainedStore<Message: RetainedMessageSizing> {
     }
 
     /// The retained message of exactly `topic`.
+    /// Calls `body` for every retained message, `$` topics included, in no particular order.
+    public func forEach(_ body: (TopicName, Message) throws -> Void) rethrows {
+        for entry in entries {
+            guard let entry else { continue }
+            try body(entry.topic, entry.message)
+        }
+    }
+
     public func message(for topic: TopicName) -> Message? {
         let node = topic.string.withUTF8Bytes { trie.path($0, wildcards: false) }
         guard node != LevelTrie.noNode else { return nil }

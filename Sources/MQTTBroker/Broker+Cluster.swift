@@ -1,0 +1,129 @@
+import BrokerCore
+import MQTTCodec
+import NIOCore
+
+/// What the other workers of the node ask of this broker (see `BrokerCluster`). On the broker's event loop.
+extension Broker {
+    /// Peers appear in the subscription tree as subscribers named with a NUL byte, which no MQTT client id can
+    /// contain (§1.5.4), so matching finds local sessions and interested workers in one pass.
+    static let peerPrefix = "\u{0}peer:"
+
+    static func peerSubscriber(_ peer: String) -> String { peerPrefix + peer }
+
+    static func peerID(of subscriber: String) -> String? {
+        guard subscriber.hasPrefix(peerPrefix) else { return nil }
+        return String(subscriber.dropFirst(peerPrefix.count))
+    }
+
+    /// What a worker's route stands for in this tree: it wants every QoS, and its own subscribers apply their
+    /// options (No Local, Retain As Published, identifiers) when it delivers.
+    private static let peerEntry = SubscriptionEntry(
+        options: SubscriptionOptions(qos: .exactlyOnce, noLocal: false, retainAsPublished: true), identifier: nil)
+
+    /// `peer` has subscribers on `filter`.
+    public func addRoute(_ filter: String, peer: String) {
+        guard let parsed = try? TopicFilter(filter, sharedSubscriptions: true) else {
+            logger.warning("ignored an invalid route from a peer", metadata: ["cluster.peer": "\(peer)", "mqtt.filter": "\(filter)"])
+            return
+        }
+        _ = subscriptions.subscribe(parsed, subscriber: Self.peerSubscriber(peer), options: Self.peerEntry)
+    }
+
+    /// `peer` no longer has subscribers on `filter`.
+    public func removeRoute(_ filter: String, peer: String) {
+        guard let parsed = try? TopicFilter(filter, sharedSubscriptions: true) else { return }
+        _ = subscriptions.unsubscribe(parsed, subscriber: Self.peerSubscriber(peer))
+    }
+
+    /// `peer` is gone (exited or disconnected): its routes go.
+    public func removePeer(_ peer: String) {
+        subscriptions.removeAll(subscriber: Self.peerSubscriber(peer))
+    }
+
+    /// Every filter this worker's clients subscribe to, for a peer that just connected.
+    public var localRoutes: [String] { Array(localRouteCounts.keys) }
+
+    /// The retained store with its stamps, for a peer that just connected (it keeps whichever is newer).
+    public var retainedSnapshot: [ForwardedPublish] {
+        var result: [ForwardedPublish] = []
+        retained.forEach { _, stored in
+            result.append(ForwardedPublish(message: stored.message, deliver: false, sharedGroups: [], retainStamp: stored.stamp))
+        }
+        return result
+    }
+
+    /// Another worker's client connected with `clientID`: a session held here goes to it. An online client is
+    /// disconnected (MQTT 5: 0x8E) and its will published if its session ends now; a persistent session is
+    /// handed over whole, a clean start or an expiring one is ended here.
+    public func release(clientID: String, cleanStart: Bool) -> SessionHandoff? {
+        guard let session = sessions[clientID] else { return nil }
+        if let previous = session.controller {
+            let sessionEnds = cleanStart || session.expiryInterval == 0
+            previous.takenOver()
+            session.controller = nil
+            if sessionEnds, let will = session.will {
+                session.will = nil
+                publish(will.message)
+            }
+            session.will = nil
+            logger.info(
+                "client taken over by another worker",
+                metadata: ["mqtt.client_id": "\(clientID)", "tls.peer": "\(previous.peerDescription)"])
+        }
+        session.willTimer?.cancel()
+        session.willTimer = nil
+        session.will = nil
+        defer {
+            end(session)
+            flushPending()
+        }
+        guard !cleanStart, session.expiryInterval > 0 else { return nil }
+        return SessionHandoff(
+            protocolVersion: session.protocolVersion, username: session.username,
+            expiryInterval: session.expiryInterval,
+            subscriptions: session.subscriptionsByFilter.values
+                .map { SessionHandoff.Subscription(filter: $0.filter.string, entry: $0.entry) }
+                .sorted { $0.filter < $1.filter },
+            inflight: session.outbound.inflight, queued: Array(session.outbound.queuedDeliveries),
+            lastPacketIdentifier: session.outbound.lastIssuedPacketIdentifier,
+            inboundQoS2: session.inboundQoS2.sorted())
+    }
+
+    /// Installs a session handed over by another worker, offline, ready for `attach` to resume it.
+    func adopt(_ handoff: SessionHandoff, clientID: String) {
+        if let existing = sessions[clientID] {
+            // A session here as well (should not happen: claims are answered before anyone attaches): ours goes.
+            end(existing)
+        }
+        let session = Session(
+            clientID: clientID, protocolVersion: handoff.protocolVersion, window: settings.maximumInflight,
+            queueLimit: settings.maximumQueuedMessages)
+        session.username = handoff.username
+        session.expiryInterval = handoff.expiryInterval
+        session.outbound = OutboundFlow(
+            window: settings.maximumInflight, queueLimit: settings.maximumQueuedMessages, inflight: handoff.inflight,
+            queued: handoff.queued, lastPacketIdentifier: handoff.lastPacketIdentifier)
+        session.inboundQoS2 = Set(handoff.inboundQoS2)
+        sessions[clientID] = session
+        for subscription in handoff.subscriptions {
+            guard let filter = try? TopicFilter(subscription.filter, sharedSubscriptions: true) else { continue }
+            _ = subscribe(session, filter: filter, entry: subscription.entry)
+        }
+    }
+
+    /// Before attaching `clientID`: with other workers, ask them to give up the session first (and adopt what
+    /// they hand over); `proceed` runs on this loop when they all answered (at once when there are none).
+    func claimSession(clientID: String, cleanStart: Bool, proceed: @escaping () -> Void) {
+        guard let cluster, !cluster.peerIDs.isEmpty else {
+            proceed()
+            return
+        }
+        cluster.claim(clientID: clientID, cleanStart: cleanStart) { [weak self] handoff in
+            guard let self else { return }
+            if let handoff, !cleanStart {
+                self.adopt(handoff, clientID: clientID)
+            }
+            proceed()
+        }
+    }
+}

@@ -1,0 +1,424 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Logging
+import MQTTBroker
+import NIOCore
+import NIOPosix
+import ProcessSupport
+
+/// This worker's place in the node: a Unix socket server other workers connect to, one connection per peer
+/// worker, and the `BrokerCluster` the broker talks to.
+///
+/// Discovery is the socket directory: each worker binds `w<slot>-<pid>.sock` there, then connects to every other
+/// socket it finds (a worker that starts later connects to it in turn), so every pair has a connection; if both
+/// connected at once, both keep the one opened by the smaller id. After `hello`, each side sends its routes and
+/// its retained messages, then `syncDone`; a worker accepts clients only after every peer it found finished
+/// (or 3 s passed). A peer whose connection closes (it exited, or was killed) loses its routes at once.
+///
+/// Confined to the worker's event loop, like the broker.
+public final class ClusterNode: BrokerCluster {
+    public let id: String
+    let loop: any EventLoop
+    let broker: Broker
+    let directory: String
+    var logger: Logger
+    private var server: (any Channel)?
+    private var links: [ObjectIdentifier: PeerLink] = [:]
+    private var peers: [String: PeerLink] = [:]
+    private var claims: [UInt32: PendingClaim] = [:]
+    private var nextRequestID: UInt32 = 0
+    private var dirty: [ObjectIdentifier: PeerLink] = [:]
+    private var isFlushScheduled = false
+    private var initialSync: InitialSync?
+
+    /// How long a claim waits for every peer; a peer that does not answer is logged.
+    static let claimTimeout = TimeAmount.seconds(3)
+    static let syncTimeout = TimeAmount.seconds(3)
+
+    final class PeerLink {
+        let channel: any Channel
+        let isOutbound: Bool
+        var peerID: String?
+        var isSynced = false
+        var isSuperseded = false
+
+        init(channel: any Channel, isOutbound: Bool) {
+            self.channel = channel
+            self.isOutbound = isOutbound
+        }
+    }
+
+    private struct PendingClaim {
+        var waiting: Set<String>
+        var handoff: SessionHandoff?
+        var completion: (SessionHandoff?) -> Void
+        var timeout: Scheduled<Void>?
+        var clientID: String
+    }
+
+    private struct InitialSync {
+        var waiting: Set<ObjectIdentifier>
+        /// Connection attempts not finished yet.
+        var connecting: Int
+        var promise: EventLoopPromise<Void>
+        var timeout: Scheduled<Void>?
+    }
+
+    /// The socket directory for a run directory: `<run_dir>/cluster`, or a short private directory under /tmp
+    /// when that path would be too long for a Unix socket address (108 bytes).
+    public static func socketDirectory(runDirectory: String) -> String {
+        let preferred = runDirectory + "/cluster"
+        if (preferred + "/w9999-4194304.sock").utf8.count <= 100 {
+            return preferred
+        }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in runDirectory.utf8 {
+            hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+        }
+        return "/tmp/gatehouse-\(getuid())-\(String(hash, radix: 16))"
+    }
+
+    public init(broker: Broker, loop: any EventLoop, directory: String, slot: Int, logger: Logger) {
+        self.id = "\(slot)-\(getpid())"
+        self.broker = broker
+        self.loop = loop
+        self.directory = directory
+        var logger = logger
+        logger[metadataKey: "cluster.node"] = "\(id)"
+        self.logger = logger
+    }
+
+    var socketPath: String { directory + "/w\(id).sock" }
+
+    // MARK: Start and stop
+
+    /// Binds this worker's socket, connects to every peer found, and succeeds once they all sent their
+    /// snapshot (or after `syncTimeout`). On the loop.
+    public func start() -> EventLoopFuture<Void> {
+        do {
+            try FileDescriptor.makeDirectory(directory, mode: 0o700, enforceMode: true)
+            var info = stat()
+            guard stat(directory, &info) == 0, info.st_uid == getuid() else {
+                return loop.makeFailedFuture(ClusterFrameError(message: "\(directory) is not owned by this user"))
+            }
+        } catch {
+            return loop.makeFailedFuture(error)
+        }
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let promise = loop.makePromise(of: Void.self)
+        ServerBootstrap(group: loop, childGroup: loop)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try bound.value.install(on: channel, isOutbound: false)
+                }
+            }
+            .bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: true)
+            .hop(to: loop)
+            .whenComplete { result in
+                let node = bound.value
+                switch result {
+                case .success(let channel):
+                    node.server = channel
+                    node.connectToPeers(promise: promise)
+                case .failure(let error):
+                    promise.fail(error)
+                }
+            }
+        return promise.futureResult
+    }
+
+    private func connectToPeers(promise: EventLoopPromise<Void>) {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
+            .filter { $0.hasPrefix("w") && $0.hasSuffix(".sock") && $0 != "w\(id).sock" }
+        guard !names.isEmpty else {
+            promise.succeed(())
+            return
+        }
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        var sync = InitialSync(waiting: [], connecting: names.count, promise: promise, timeout: nil)
+        sync.timeout = loop.assumeIsolated().scheduleTask(in: Self.syncTimeout) {
+            bound.value.finishInitialSync(timedOut: true)
+        }
+        initialSync = sync
+        for name in names {
+            let path = directory + "/" + name
+            ClientBootstrap(group: loop)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try bound.value.install(on: channel, isOutbound: true)
+                    }
+                }
+                .connect(unixDomainSocketPath: path)
+                .hop(to: loop)
+                .whenComplete { result in
+                    let node = bound.value
+                    node.initialSync?.connecting -= 1
+                    switch result {
+                    case .success(let channel):
+                        // Unless it already synced (or closed) before this completion ran.
+                        if let link = node.links[ObjectIdentifier(channel)], !link.isSynced {
+                            node.initialSync?.waiting.insert(ObjectIdentifier(channel))
+                        }
+                    case .failure:
+                        node.removeIfStale(name: name, path: path)
+                    }
+                    node.finishInitialSyncIfDone()
+                }
+        }
+    }
+
+    /// A socket whose worker is gone (killed before it could remove it).
+    private func removeIfStale(name: String, path: String) {
+        let parts = name.dropFirst().dropLast(5).split(separator: "-")
+        guard parts.count == 2, let pid = Int32(parts[1]) else { return }
+        if kill(pid, 0) != 0 && errno == ESRCH {
+            unlink(path)
+            logger.debug("removed the socket of a worker that is gone", metadata: ["cluster.socket": "\(path)"])
+        }
+    }
+
+    private func finishInitialSyncIfDone() {
+        guard let sync = initialSync, sync.waiting.isEmpty, sync.connecting <= 0 else { return }
+        finishInitialSync(timedOut: false)
+    }
+
+    private func finishInitialSync(timedOut: Bool) {
+        guard let sync = initialSync else { return }
+        initialSync = nil
+        sync.timeout?.cancel()
+        if timedOut {
+            logger.warning("not every peer worker sent its state in time; accepting clients anyway")
+        }
+        logger.info(
+            "cluster joined",
+            metadata: ["cluster.peers": "\(peers.keys.sorted().joined(separator: ","))", "cluster.socket": "\(socketPath)"])
+        sync.promise.succeed(())
+    }
+
+    /// Closes every connection and removes this worker's socket.
+    public func stop() {
+        server?.close(promise: nil)
+        server = nil
+        for link in links.values {
+            link.channel.close(promise: nil)
+        }
+        unlink(socketPath)
+    }
+
+    // MARK: Links
+
+    private func install(on channel: any Channel, isOutbound: Bool) throws {
+        let link = PeerLink(channel: channel, isOutbound: isOutbound)
+        links[ObjectIdentifier(channel)] = link
+        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(ClusterFrameDecoder()))
+        try channel.pipeline.syncOperations.addHandler(ClusterPeerHandler(node: self, link: link))
+    }
+
+    func linkActive(_ link: PeerLink) {
+        write(.hello(peerID: id), to: link)
+        flush()
+    }
+
+    func linkClosed(_ link: PeerLink) {
+        links.removeValue(forKey: ObjectIdentifier(link.channel))
+        dirty.removeValue(forKey: ObjectIdentifier(link.channel))
+        if initialSync?.waiting.remove(ObjectIdentifier(link.channel)) != nil {
+            finishInitialSyncIfDone()
+        }
+        guard let peer = link.peerID, peers[peer] === link else { return }
+        peers.removeValue(forKey: peer)
+        broker.removePeer(peer)
+        for (requestID, var claim) in claims where claim.waiting.remove(peer) != nil {
+            claims[requestID] = claim
+            completeIfAnswered(requestID)
+        }
+        if !link.isSuperseded {
+            logger.info("peer worker left", metadata: ["cluster.peer": "\(peer)"])
+        }
+    }
+
+    func received(_ frame: ClusterFrame, on link: PeerLink) {
+        if case .hello(let peerID) = frame {
+            register(link, as: peerID)
+            return
+        }
+        guard let peer = link.peerID, peers[peer] === link else {
+            logger.warning("frame from an unregistered peer connection; closing it")
+            link.channel.close(promise: nil)
+            return
+        }
+        switch frame {
+        case .hello:
+            break
+        case .routeAdded(let filter):
+            broker.addRoute(filter, peer: peer)
+        case .routeRemoved(let filter):
+            broker.removeRoute(filter, peer: peer)
+        case .publish(let publish):
+            broker.receive(publish)
+        case .syncDone:
+            link.isSynced = true
+            if initialSync?.waiting.remove(ObjectIdentifier(link.channel)) != nil {
+                finishInitialSyncIfDone()
+            }
+        case .claim(let requestID, let clientID, let cleanStart):
+            let handoff = broker.release(clientID: clientID, cleanStart: cleanStart)
+            write(.release(requestID: requestID, handoff: handoff), to: link)
+            flush()
+        case .release(let requestID, let handoff):
+            guard var claim = claims[requestID] else { return }
+            claim.waiting.remove(peer)
+            if let handoff { claim.handoff = handoff }
+            claims[requestID] = claim
+            completeIfAnswered(requestID)
+        }
+    }
+
+    private func register(_ link: PeerLink, as peerID: String) {
+        guard link.peerID == nil, peerID != id else {
+            link.channel.close(promise: nil)
+            return
+        }
+        link.peerID = peerID
+        if let existing = peers[peerID], existing !== link {
+            // Both connected at once: keep the connection opened by the smaller id, on both sides.
+            let opener = link.isOutbound ? id : peerID
+            guard opener == min(id, peerID) else {
+                link.isSuperseded = true
+                link.channel.close(promise: nil)
+                return
+            }
+            existing.isSuperseded = true
+            peers.removeValue(forKey: peerID)
+            broker.removePeer(peerID)
+            if initialSync?.waiting.remove(ObjectIdentifier(existing.channel)) != nil {
+                initialSync?.waiting.insert(ObjectIdentifier(link.channel))
+            }
+            existing.channel.close(promise: nil)
+        }
+        peers[peerID] = link
+        logger.info("peer worker joined", metadata: ["cluster.peer": "\(peerID)"])
+        for filter in broker.localRoutes {
+            write(.routeAdded(filter: filter), to: link)
+        }
+        for retained in broker.retainedSnapshot {
+            write(.publish(retained), to: link)
+        }
+        write(.syncDone, to: link)
+        flush()
+    }
+
+    // MARK: BrokerCluster
+
+    public var peerIDs: [String] { Array(peers.keys) }
+
+    public func routeAdded(_ filter: String) {
+        for link in peers.values { write(.routeAdded(filter: filter), to: link) }
+        scheduleFlush()
+    }
+
+    public func routeRemoved(_ filter: String) {
+        for link in peers.values { write(.routeRemoved(filter: filter), to: link) }
+        scheduleFlush()
+    }
+
+    public func send(_ publish: ForwardedPublish, to peer: String) {
+        guard let link = peers[peer] else { return }
+        write(.publish(publish), to: link)
+        scheduleFlush()
+    }
+
+    public func claim(clientID: String, cleanStart: Bool, completion: @escaping (SessionHandoff?) -> Void) {
+        guard !peers.isEmpty else {
+            completion(nil)
+            return
+        }
+        nextRequestID &+= 1
+        let requestID = nextRequestID
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let timeout = loop.assumeIsolated().scheduleTask(in: Self.claimTimeout) {
+            bound.value.claimTimedOut(requestID)
+        }
+        claims[requestID] = PendingClaim(
+            waiting: Set(peers.keys), handoff: nil, completion: completion, timeout: timeout, clientID: clientID)
+        for link in peers.values {
+            write(.claim(requestID: requestID, clientID: clientID, cleanStart: cleanStart), to: link)
+        }
+        flush()
+    }
+
+    private func claimTimedOut(_ requestID: UInt32) {
+        guard let claim = claims.removeValue(forKey: requestID) else { return }
+        logger.warning(
+            "peer workers did not answer a session claim in time",
+            metadata: ["mqtt.client_id": "\(claim.clientID)", "cluster.silent": "\(claim.waiting.sorted().joined(separator: ","))"])
+        claim.completion(claim.handoff)
+    }
+
+    private func completeIfAnswered(_ requestID: UInt32) {
+        guard let claim = claims[requestID], claim.waiting.isEmpty else { return }
+        claims.removeValue(forKey: requestID)
+        claim.timeout?.cancel()
+        claim.completion(claim.handoff)
+    }
+
+    // MARK: Writing
+
+    private func write(_ frame: ClusterFrame, to link: PeerLink) {
+        var buffer = link.channel.allocator.buffer(capacity: 64)
+        buffer.writeClusterFrame(frame)
+        link.channel.write(buffer, promise: nil)
+        dirty[ObjectIdentifier(link.channel)] = link
+    }
+
+    /// One flush per peer per event-loop turn, however many frames were written to it: batching under load.
+    private func scheduleFlush() {
+        guard !isFlushScheduled else { return }
+        isFlushScheduled = true
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        loop.assumeIsolated().execute {
+            bound.value.isFlushScheduled = false
+            bound.value.flush()
+        }
+    }
+
+    private func flush() {
+        let links = dirty.values
+        dirty.removeAll(keepingCapacity: true)
+        for link in links { link.channel.flush() }
+    }
+}
+
+/// Feeds a peer connection's frames to the node.
+final class ClusterPeerHandler: ChannelInboundHandler {
+    typealias InboundIn = ClusterFrame
+
+    private let node: ClusterNode
+    private let link: ClusterNode.PeerLink
+
+    init(node: ClusterNode, link: ClusterNode.PeerLink) {
+        self.node = node
+        self.link = link
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        node.linkActive(link)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        node.received(unwrapInboundIn(data), on: link)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        node.linkClosed(link)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        node.logger.error("peer connection failed", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+}
