@@ -109,8 +109,10 @@ def test_07_restart_fetcher_command(broker):
 
     cp = broker.cli("restart", "fetcher")
     assert cp.returncode == 0, f"restart fetcher failed: {cp.stderr.strip() or cp.stdout.strip()}"
+    # While the old fetcher drains, status lists it next to the slot waiting to respawn: wait for one new one.
     st = broker.wait_status(
-        lambda s: (f := the_fetcher(s))["pid"] != old_fetcher and pid_alive(f["pid"]),
+        lambda s: len(fs := harness.procs(s, "fetcher")) == 1 and fs[0]["pid"] not in (0, old_fetcher)
+        and pid_alive(fs[0]["pid"]),
         5.0,
         "a new fetcher pid after `restart fetcher`",
     )
