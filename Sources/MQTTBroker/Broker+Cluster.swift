@@ -73,27 +73,32 @@ extension Broker {
         session.willTimer?.cancel()
         session.willTimer = nil
         session.will = nil
-        defer {
-            end(session)
-            flushPending()
-        }
-        guard !cleanStart, session.expiryInterval > 0 else { return nil }
-        return SessionHandoff(
-            protocolVersion: session.protocolVersion, username: session.username,
-            expiryInterval: session.expiryInterval,
-            subscriptions: session.subscriptionsByFilter.values
-                .map { SessionHandoff.Subscription(filter: $0.filter.string, entry: $0.entry) }
-                .sorted { $0.filter < $1.filter },
-            inflight: session.outbound.inflight, queued: Array(session.outbound.queuedDeliveries),
-            lastPacketIdentifier: session.outbound.lastIssuedPacketIdentifier,
-            inboundQoS2: session.inboundQoS2.sorted())
+        let handsOver = !cleanStart && session.expiryInterval > 0
+        let state = handsOver ? snapshot(of: session) : nil
+        end(session, forget: !handsOver)
+        flushPending()
+        return state
+    }
+
+    /// A worker leaving gracefully handed over one of its offline persistent sessions.
+    public func adoptDeparted(_ handoff: SessionHandoff, clientID: String) {
+        guard sessions[clientID] == nil else { return }
+        adopt(handoff, clientID: clientID)
+        if let session = sessions[clientID] { scheduleExpiry(of: session) }
+    }
+
+    /// This worker is leaving: every persistent session it holds (all offline by now), to hand to the others.
+    public func departingSessions() -> [(clientID: String, state: SessionHandoff)] {
+        sessions.values
+            .filter { $0.expiryInterval > 0 && !$0.isOnline }
+            .map { ($0.clientID, snapshot(of: $0)) }
     }
 
     /// Installs a session handed over by another worker, offline, ready for `attach` to resume it.
     func adopt(_ handoff: SessionHandoff, clientID: String) {
         if let existing = sessions[clientID] {
             // A session here as well (should not happen: claims are answered before anyone attaches): ours goes.
-            end(existing)
+            end(existing, forget: false)
         }
         let session = Session(
             clientID: clientID, protocolVersion: handoff.protocolVersion, window: settings.maximumInflight,
@@ -109,6 +114,7 @@ extension Broker {
             guard let filter = try? TopicFilter(subscription.filter, sharedSubscriptions: true) else { continue }
             _ = subscribe(session, filter: filter, entry: subscription.entry)
         }
+        sessionChanged(session)
     }
 
     /// Before attaching `clientID`: with other workers, ask them to give up the session first (and adopt what

@@ -27,6 +27,11 @@ public final class Broker {
 
     /// The other workers of this node, when there are any (see `BrokerCluster`).
     public weak var cluster: (any BrokerCluster)?
+    /// Where retained messages and persistent sessions are kept across crashes and restarts, if anywhere.
+    public var persistence: (any BrokerPersistence)?
+    /// Persistent sessions changed during this event-loop turn (see `sessionChanged`).
+    var dirtySessions: [String: Session] = [:]
+    var isPersistScheduled = false
     /// This process's id in retain stamps.
     let nodeID: UInt64 = UInt64.random(in: 1...UInt64.max)
     /// The Lamport clock of retained-store changes.
@@ -138,6 +143,7 @@ public final class Broker {
             session.outbound.window = max(1, window)
             session.outbound.queueLimit = settings.maximumQueuedMessages
             session.controller = controller
+            sessionChanged(session)
             return (session, true)
         }
         let session = Session(
@@ -146,6 +152,7 @@ public final class Broker {
         session.expiryInterval = expiryInterval
         session.controller = controller
         sessions[clientID] = session
+        sessionChanged(session)
         return (session, false)
     }
 
@@ -173,29 +180,42 @@ public final class Broker {
         }
         if session.expiryInterval == 0 {
             end(session)
-        } else if session.expiryInterval != UInt32.max {
-            session.expiryTimer = scheduler.schedule(after: .seconds(Int64(session.expiryInterval))) {
-                [weak self, weak session] in
-                guard let self, let session, !session.isOnline else { return }
-                self.logger.debug("session expired", metadata: ["mqtt.client_id": "\(session.clientID)"])
-                self.end(session)
-                self.flushPending()
-            }
+        } else {
+            scheduleExpiry(of: session)
+            sessionChanged(session)
         }
     }
 
-    /// The session is over: a pending will goes out now, subscriptions and queued messages go away.
-    func end(_ session: Session) {
+    /// An offline persistent session ends `expiryInterval` from now (never for UInt32.max).
+    func scheduleExpiry(of session: Session) {
+        guard session.expiryInterval != 0, session.expiryInterval != UInt32.max else { return }
+        session.expiryTimer?.cancel()
+        session.expiryTimer = scheduler.schedule(after: .seconds(Int64(session.expiryInterval))) {
+            [weak self, weak session] in
+            guard let self, let session, !session.isOnline else { return }
+            self.logger.debug("session expired", metadata: ["mqtt.client_id": "\(session.clientID)"])
+            self.end(session)
+            self.flushPending()
+        }
+    }
+
+    /// The session is over: a pending will goes out now, subscriptions and queued messages go away (and from the
+    /// store, unless `forget` is false: a session handed to another worker is saved there under its new owner).
+    func end(_ session: Session, forget: Bool = true) {
         if let will = session.will {
             session.willTimer?.cancel()
             session.willTimer = nil
             session.will = nil
             publish(will.message)
         }
-        discard(session)
+        discard(session, forget: forget)
     }
 
-    private func discard(_ session: Session) {
+    private func discard(_ session: Session, forget: Bool = true) {
+        if forget, sessions[session.clientID] === session {
+            dirtySessions.removeValue(forKey: session.clientID)
+            persistence?.sessionEnded(clientID: session.clientID)
+        }
         session.expiryTimer?.cancel()
         session.expiryTimer = nil
         subscriptions.removeAll(subscriber: session.clientID)
@@ -223,6 +243,8 @@ public final class Broker {
             let stamp = RetainStamp(clock: retainClock, node: nodeID)
             retainStamp = stamp
             applyRetained(message, topic: topic, stamp: stamp)
+            persistence?.retainedChanged(
+                topic: message.topic, message: message.payload.readableBytes == 0 ? nil : message)
         }
         route(message, topic: topic, forwarded: nil, retainStamp: retainStamp)
     }
@@ -386,6 +408,7 @@ public final class Broker {
         if let controller = session.controller, !outputs.isEmpty {
             controller.write(outputs, now: now)
         }
+        sessionChanged(session)
     }
 
     // MARK: Subscriptions
@@ -395,6 +418,7 @@ public final class Broker {
         let isNew = subscriptions.subscribe(filter, subscriber: session.clientID, options: entry)
         session.subscriptionsByFilter[filter.string] = (filter, entry)
         if isNew { localRouteAdded(filter.string) }
+        sessionChanged(session)
         return isNew
     }
 
@@ -403,6 +427,7 @@ public final class Broker {
         if existed {
             session.subscriptionsByFilter.removeValue(forKey: filter.string)
             localRouteRemoved(filter.string)
+            sessionChanged(session)
         }
         return existed
     }

@@ -138,6 +138,14 @@ public final class ConnectionController {
     }
 
     private func handle(_ packet: MQTTPacket, session: Session) {
+        defer {
+            // Acknowledgements and QoS 2 receipts change what a persistent session must keep.
+            switch packet {
+            case .publish(let publish) where publish.qos == .exactlyOnce: broker.sessionChanged(session)
+            case .puback, .pubrec, .pubcomp, .pubrel: broker.sessionChanged(session)
+            default: break
+            }
+        }
         switch packet {
         case .publish(let publish):
             handlePublish(publish, session: session)

@@ -34,6 +34,7 @@ public final class WorkerService: Sendable {
         var servers: [any Channel] = []
         var link: (any Channel)?
         var broker: NIOLoopBound<Broker>?
+        var cluster: NIOLoopBound<ClusterNode>?
         var isQuitting = false
     }
 
@@ -80,6 +81,7 @@ public final class WorkerService: Sendable {
                 return NIOLoopBound(node, eventLoop: loop)
             }.wait()
             try loop.flatSubmit { cluster.value.start() }.wait()
+            state.withLockedValue { $0.cluster = cluster }
         } catch {
             logger.critical("cannot join the other workers", metadata: ["error": "\(error)"])
             return 1
@@ -303,7 +305,15 @@ public final class WorkerService: Sendable {
         loop.scheduleTask(in: TimeAmount.nanoseconds(Int64(deadline.millisecondsRoundedUp) * 1_000_000)) {
             finished.succeed(0)
         }
-        everything.whenComplete { _ in finished.succeed(0) }
+        let cluster = state.withLockedValue { $0.cluster }
+        everything.whenComplete { _ in
+            // Clients are gone: their persistent sessions go to the other workers before this one exits.
+            guard let cluster else {
+                finished.succeed(0)
+                return
+            }
+            cluster.value.depart().whenComplete { _ in finished.succeed(0) }
+        }
     }
 
     private func installSignalHandlers() -> any DispatchSourceSignal {

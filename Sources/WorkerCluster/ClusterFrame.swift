@@ -17,9 +17,13 @@ enum ClusterFrame: Equatable {
     case claim(requestID: UInt32, clientID: String, cleanStart: Bool)
     /// The answer to a claim, with the session if it was persistent.
     case release(requestID: UInt32, handoff: SessionHandoff?)
+    /// A worker leaving gracefully gives its offline persistent sessions to the others.
+    case adopt(clientID: String, handoff: SessionHandoff)
+    /// A worker leaving gracefully: drop its routes now (no successor to wait for).
+    case goodbye
 
     enum Kind: UInt8 {
-        case hello = 1, routeAdded, routeRemoved, publish, syncDone, claim, release
+        case hello = 1, routeAdded, routeRemoved, publish, syncDone, claim, release, adopt, goodbye
     }
 
     /// A frame larger than this is a broken peer (a message is at most 256 MB; a handoff may hold many).
@@ -78,6 +82,12 @@ extension ByteBuffer {
             } else {
                 writeInteger(UInt8(0))
             }
+        case .adopt(let clientID, let handoff):
+            writeInteger(ClusterFrame.Kind.adopt.rawValue)
+            writeClusterString(clientID)
+            writeClusterHandoff(handoff)
+        case .goodbye:
+            writeInteger(ClusterFrame.Kind.goodbye.rawValue)
         }
         setInteger(UInt32(writerIndex - start), at: lengthIndex)
     }
@@ -198,6 +208,11 @@ extension ByteBuffer {
             let requestID = try readClusterInteger(UInt32.self)
             let hasHandoff = try readClusterInteger(UInt8.self) != 0
             return .release(requestID: requestID, handoff: hasHandoff ? try readClusterHandoff() : nil)
+        case .adopt:
+            let clientID = try readClusterString()
+            return .adopt(clientID: clientID, handoff: try readClusterHandoff())
+        case .goodbye:
+            return .goodbye
         }
     }
 

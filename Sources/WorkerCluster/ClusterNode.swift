@@ -32,6 +32,25 @@ public final class ClusterNode: BrokerCluster {
     private var dirty: [ObjectIdentifier: PeerLink] = [:]
     private var isFlushScheduled = false
     private var initialSync: InitialSync?
+    /// Peers that vanished without saying goodbye (killed), by slot: their routes stay and publishes for them
+    /// wait here until a worker of the same slot (the respawned one) has synced, or `orphanGrace` passes.
+    private var orphans: [String: Orphan] = [:]
+
+    /// How long the routes of a killed worker are kept for its respawned successor.
+    static let orphanGrace = TimeAmount.seconds(10)
+    /// The most publishes kept for one killed worker's successor.
+    static let orphanBufferLimit = 100_000
+
+    private struct Orphan {
+        var peerID: String
+        var buffered: [ForwardedPublish] = []
+        var dropped = 0
+        var timeout: Scheduled<Void>?
+    }
+
+    static func slot(of peerID: String) -> String {
+        String(peerID.prefix { $0 != "-" })
+    }
 
     /// How long a claim waits for every peer; a peer that does not answer is logged.
     static let claimTimeout = TimeAmount.seconds(3)
@@ -43,6 +62,7 @@ public final class ClusterNode: BrokerCluster {
         var peerID: String?
         var isSynced = false
         var isSuperseded = false
+        var saidGoodbye = false
 
         init(channel: any Channel, isOutbound: Bool) {
             self.channel = channel
@@ -229,14 +249,62 @@ public final class ClusterNode: BrokerCluster {
         }
         guard let peer = link.peerID, peers[peer] === link else { return }
         peers.removeValue(forKey: peer)
-        broker.removePeer(peer)
         for (requestID, var claim) in claims where claim.waiting.remove(peer) != nil {
             claims[requestID] = claim
             completeIfAnswered(requestID)
         }
-        if !link.isSuperseded {
-            logger.info("peer worker left", metadata: ["cluster.peer": "\(peer)"])
+        if link.saidGoodbye || link.isSuperseded {
+            broker.removePeer(peer)
+            if !link.isSuperseded { logger.info("peer worker left", metadata: ["cluster.peer": "\(peer)"]) }
+            return
         }
+        // Killed: keep its routes and what is published for them until its slot's successor has synced.
+        let slot = Self.slot(of: peer)
+        if let previous = orphans.removeValue(forKey: slot) {
+            dropOrphan(previous, reason: "a second worker of the slot vanished")
+        }
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        var orphan = Orphan(peerID: peer)
+        orphan.timeout = loop.assumeIsolated().scheduleTask(in: Self.orphanGrace) {
+            let node = bound.value
+            guard let orphan = node.orphans[slot], orphan.peerID == peer else { return }
+            node.orphans.removeValue(forKey: slot)
+            node.dropOrphan(orphan, reason: "no worker took its slot in time")
+        }
+        orphans[slot] = orphan
+        logger.warning(
+            "peer worker vanished; keeping its routes for its successor",
+            metadata: ["cluster.peer": "\(peer)", "cluster.grace": "\(Self.orphanGrace)"])
+    }
+
+    private func dropOrphan(_ orphan: Orphan, reason: String) {
+        orphan.timeout?.cancel()
+        broker.removePeer(orphan.peerID)
+        let lost = orphan.buffered.count + orphan.dropped
+        if lost > 0 {
+            logger.warning(
+                "dropped publishes kept for a vanished worker",
+                metadata: ["cluster.peer": "\(orphan.peerID)", "cluster.dropped": "\(lost)", "reason": "\(reason)"])
+        }
+    }
+
+    /// The successor of a killed worker has synced (its routes are in): replay what was kept for it.
+    private func handOverOrphan(to link: PeerLink, peer: String) {
+        let slot = Self.slot(of: peer)
+        guard let orphan = orphans[slot], orphan.peerID != peer else { return }
+        orphans.removeValue(forKey: slot)
+        orphan.timeout?.cancel()
+        broker.removePeer(orphan.peerID)
+        for publish in orphan.buffered {
+            write(.publish(publish), to: link)
+        }
+        flush()
+        logger.info(
+            "replayed publishes kept for a vanished worker to its successor",
+            metadata: [
+                "cluster.peer": "\(peer)", "cluster.previous": "\(orphan.peerID)",
+                "cluster.replayed": "\(orphan.buffered.count)", "cluster.dropped": "\(orphan.dropped)",
+            ])
     }
 
     func received(_ frame: ClusterFrame, on link: PeerLink) {
@@ -263,6 +331,11 @@ public final class ClusterNode: BrokerCluster {
             if initialSync?.waiting.remove(ObjectIdentifier(link.channel)) != nil {
                 finishInitialSyncIfDone()
             }
+            handOverOrphan(to: link, peer: peer)
+        case .adopt(let clientID, let handoff):
+            broker.adoptDeparted(handoff, clientID: clientID)
+        case .goodbye:
+            link.saidGoodbye = true
         case .claim(let requestID, let clientID, let cleanStart):
             let handoff = broker.release(clientID: clientID, cleanStart: cleanStart)
             write(.release(requestID: requestID, handoff: handoff), to: link)
@@ -312,7 +385,7 @@ public final class ClusterNode: BrokerCluster {
 
     // MARK: BrokerCluster
 
-    public var peerIDs: [String] { Array(peers.keys) }
+    public var peerIDs: [String] { Array(peers.keys) + orphans.values.map(\.peerID) }
 
     public func routeAdded(_ filter: String) {
         for link in peers.values { write(.routeAdded(filter: filter), to: link) }
@@ -325,9 +398,43 @@ public final class ClusterNode: BrokerCluster {
     }
 
     public func send(_ publish: ForwardedPublish, to peer: String) {
-        guard let link = peers[peer] else { return }
+        guard let link = peers[peer] else {
+            let slot = Self.slot(of: peer)
+            guard var orphan = orphans[slot], orphan.peerID == peer else { return }
+            orphans[slot] = nil
+            if orphan.buffered.count < Self.orphanBufferLimit {
+                orphan.buffered.append(publish)
+            } else {
+                orphan.dropped += 1
+            }
+            orphans[slot] = orphan
+            return
+        }
         write(.publish(publish), to: link)
         scheduleFlush()
+    }
+
+    /// Leaving gracefully: the persistent sessions go to the other workers (round robin), then goodbye, so they
+    /// drop this worker's routes at once instead of waiting for a successor.
+    /// Succeeds once everything is written to the peers.
+    public func depart() -> EventLoopFuture<Void> {
+        let receivers = peers.values.sorted { ($0.peerID ?? "") < ($1.peerID ?? "") }
+        guard !receivers.isEmpty else { return loop.makeSucceededVoidFuture() }
+        let departing = broker.departingSessions()
+        for (index, session) in departing.enumerated() {
+            write(.adopt(clientID: session.clientID, handoff: session.state), to: receivers[index % receivers.count])
+        }
+        var written: [EventLoopFuture<Void>] = []
+        for link in receivers {
+            var buffer = link.channel.allocator.buffer(capacity: 8)
+            buffer.writeClusterFrame(.goodbye)
+            written.append(link.channel.writeAndFlush(buffer))
+            dirty.removeValue(forKey: ObjectIdentifier(link.channel))
+        }
+        if !departing.isEmpty {
+            logger.info("persistent sessions handed to the other workers", metadata: ["cluster.sessions": "\(departing.count)"])
+        }
+        return EventLoopFuture.whenAllComplete(written, on: loop).map { _ in }
     }
 
     public func claim(clientID: String, cleanStart: Bool, completion: @escaping (SessionHandoff?) -> Void) {

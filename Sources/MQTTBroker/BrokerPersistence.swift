@@ -1,0 +1,73 @@
+import BrokerCore
+import MQTTCodec
+
+/// Where a worker keeps what must survive a crash or a restart: retained messages and persistent sessions.
+/// `Worker` implements it on SQLite (`BrokerStore`); the broker only reports changes, coalesced per event-loop
+/// turn, and the store batches them into transactions. Called on the broker's event loop; must not block.
+public protocol BrokerPersistence: AnyObject {
+    /// A retained message set (`message` non-nil) or removed on `topic` by a client of this worker.
+    func retainedChanged(topic: String, message: ApplicationMessage?)
+    /// The whole state of a persistent session after a change (subscriptions, messages in flight and queued).
+    func sessionChanged(clientID: String, state: SessionHandoff)
+    /// The session ended here (clean start, expiry, a non-persistent reconnect): forget it.
+    func sessionEnded(clientID: String)
+}
+
+extension Broker {
+    /// Records that a session's durable state changed; written at the end of the current event-loop turn.
+    func sessionChanged(_ session: Session) {
+        guard persistence != nil, session.expiryInterval > 0, sessions[session.clientID] === session else { return }
+        if dirtySessions.isEmpty && !isPersistScheduled {
+            isPersistScheduled = true
+            scheduler.executeAfterCurrentEvents { [weak self] in
+                guard let self else { return }
+                self.isPersistScheduled = false
+                self.persistDirtySessions()
+            }
+        }
+        dirtySessions[session.clientID] = session
+    }
+
+    func persistDirtySessions() {
+        guard let persistence, !dirtySessions.isEmpty else { return }
+        let dirty = dirtySessions
+        dirtySessions.removeAll(keepingCapacity: true)
+        for (clientID, session) in dirty where sessions[clientID] === session && session.expiryInterval > 0 {
+            persistence.sessionChanged(clientID: clientID, state: snapshot(of: session))
+        }
+    }
+
+    /// A session's durable state as a value (also what moves to another worker on takeover).
+    func snapshot(of session: Session) -> SessionHandoff {
+        SessionHandoff(
+            protocolVersion: session.protocolVersion, username: session.username,
+            expiryInterval: session.expiryInterval,
+            subscriptions: session.subscriptionsByFilter.values
+                .map { SessionHandoff.Subscription(filter: $0.filter.string, entry: $0.entry) }
+                .sorted { $0.filter < $1.filter },
+            inflight: session.outbound.inflight, queued: Array(session.outbound.queuedDeliveries),
+            lastPacketIdentifier: session.outbound.lastIssuedPacketIdentifier,
+            inboundQoS2: session.inboundQoS2.sorted())
+    }
+
+    /// At start, before accepting: the retained messages and this worker's persistent sessions from the store.
+    /// Sessions come back offline, expiring `expiryInterval` from now.
+    public func restore(retained: [ApplicationMessage], sessions restored: [(clientID: String, state: SessionHandoff)]) {
+        for message in retained {
+            guard let topic = try? TopicName(message.topic), message.payload.readableBytes > 0 else { continue }
+            // Stamp zero: any change a running peer holds is newer.
+            _ = self.retained.set(topic: topic, message: RetainedMessage(message, stamp: RetainStamp(clock: 0, node: 0)))
+        }
+        for (clientID, state) in restored where sessions[clientID] == nil {
+            adopt(state, clientID: clientID)
+            if let session = sessions[clientID] {
+                scheduleExpiry(of: session)
+            }
+        }
+        if !restored.isEmpty || !retained.isEmpty {
+            logger.info(
+                "restored from the store",
+                metadata: ["store.retained": "\(retained.count)", "store.sessions": "\(restored.count)"])
+        }
+    }
+}
