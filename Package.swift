@@ -14,6 +14,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", exact: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", exact: "7.10.0"),
     ],
     targets: [
         // MARK: C libraries and shims
@@ -50,12 +51,14 @@ let package = Package(
         ),
         .target(name: "CurlClient", dependencies: ["CCurl", "CCurlShims"]),
         .target(name: "RevocationCache", dependencies: ["COpenSSL", "ProcessSupport"]),
+        .target(name: "BrokerStore", dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
 
         // MARK: Role libraries
         .target(
             name: "Supervisor",
             dependencies: [
                 "BrokerConfiguration", "ControlChannel", "ProcessSupport", "RevocationCache", "MQTTBroker", "OpenSSLTLS",
+                "BrokerStore",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -70,7 +73,7 @@ let package = Package(
         .target(
             name: "Worker",
             dependencies: [
-                "WorkerCluster",
+                "WorkerCluster", "BrokerStore",
                 "BrokerConfiguration", "ControlChannel", "ProcessSupport", "RevocationCache", "MQTTBroker", "MQTTCodec",
                 "OpenSSLTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -140,6 +143,9 @@ let package = Package(
             dependencies: ["MQTTBroker", "MQTTCodec", "ProcessSupport", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(name: "RevocationCacheTests", dependencies: ["RevocationCache", "ProcessSupport"]),
+        .testTarget(
+            name: "BrokerStoreTests", dependencies: ["BrokerStore", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
         .testTarget(
             name: "FetcherTests", dependencies: ["Fetcher", "OpenSSLTLS", "RevocationCache", "CurlClient", "ProcessSupport"]
         ),
