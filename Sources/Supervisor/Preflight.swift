@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import BrokerConfiguration
+import BrokerStore
 import MQTTBroker
 import OpenSSLTLS
 import ProcessSupport
@@ -70,6 +71,18 @@ public enum Preflight {
             }
         }
         if !problems.isEmpty { throw Failure(problems.joined(separator: "\n")) }
+    }
+
+    /// The message store (`<node.data_dir>/gatehouse.db`) must open: a corrupt, foreign or newer file is one clear
+    /// error at start, and is left exactly as it is (never recreated: it holds retained messages and sessions).
+    public static func checkStore(_ configuration: GatehouseConfiguration) throws(Failure) {
+        let path = configuration.node.dataDirectory + "/gatehouse.db"
+        do {
+            let store = try BrokerStore(path: path)
+            store.close()
+        } catch {
+            throw Failure("\(configuration.sourcePath): node.data_dir: the message store cannot be used: \(error)")
+        }
     }
 
     /// Fails when a supervisor already runs on this configuration's run directory.

@@ -54,6 +54,7 @@ public final class SupervisorService {
             }
             try Preflight.checkAccessFiles(configuration)
             try Preflight.checkTLSListeners(configuration)
+            try Preflight.checkStore(configuration)
             try Preflight.checkListeners(configuration.listeners, in: configuration)
             try writeSnapshot()
             controlListener = try UnixSocket.listen(at: paths.controlSocket)

@@ -12,6 +12,7 @@ import NIOCore
 import NIOPosix
 import OpenSSLTLS
 import ProcessSupport
+import BrokerStore
 import RevocationCache
 import WorkerCluster
 
@@ -67,6 +68,25 @@ public final class WorkerService: Sendable {
             return 1
         }
         state.withLockedValue { $0.broker = broker }
+
+        // Retained messages and this worker's persistent sessions come back from the store before anything else.
+        let persistence: SQLitePersistence
+        do {
+            let store = try BrokerStore(path: SQLitePersistence.databasePath(dataDirectory: configuration.node.dataDirectory))
+            persistence = SQLitePersistence(store: store, slot: slot, logger: logger)
+            let (retained, sessions) = try persistence.load(workerCount: configuration.node.workerProcesses)
+            try loop.submit { [persistence] in
+                broker.value.persistence = persistence
+                broker.value.restore(retained: retained, sessions: sessions)
+            }.wait()
+        } catch {
+            logger.critical("cannot open the message store", metadata: ["error": "\(error)"])
+            return 78
+        }
+        defer {
+            try? persistence.store.flush()
+            persistence.store.close()
+        }
 
         // Join the node's other workers (routes, retained messages, session claims) before accepting clients.
         let cluster: NIOLoopBound<ClusterNode>

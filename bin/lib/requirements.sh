@@ -44,9 +44,9 @@ apt_install() {
 
 require_build_libraries() {
     if command -v dpkg-query >/dev/null 2>&1; then
-        apt_install libssl-dev libcurl4-openssl-dev pkg-config
-    elif ! pkg-config --exists openssl libcurl 2>/dev/null; then
-        echo "gatehouse: OpenSSL 3 and libcurl development files are required (Debian: libssl-dev libcurl4-openssl-dev pkg-config)." >&2
+        apt_install libssl-dev libcurl4-openssl-dev libsqlite3-dev pkg-config
+    elif ! pkg-config --exists openssl libcurl sqlite3 2>/dev/null; then
+        echo "gatehouse: OpenSSL 3, libcurl and SQLite development files are required (Debian: libssl-dev libcurl4-openssl-dev libsqlite3-dev pkg-config)." >&2
         exit 1
     fi
 }
