@@ -275,6 +275,32 @@ public final class ClusterNode: BrokerCluster {
         logger.warning(
             "peer worker vanished; keeping its routes for its successor",
             metadata: ["cluster.peer": "\(peer)", "cluster.grace": "\(Self.orphanGrace)"])
+        reconnectIfAlive(peer)
+    }
+
+    /// The connection to a live peer broke (not an exit): connect again; the replay goes to the same peer.
+    private func reconnectIfAlive(_ peer: String) {
+        let path = directory + "/w\(peer).sock"
+        let parts = peer.split(separator: "-")
+        guard parts.count == 2, let pid = Int32(parts[1]), kill(pid, 0) == 0, FileDescriptor.fileExists(path) else {
+            return
+        }
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        loop.assumeIsolated().scheduleTask(in: .milliseconds(200)) {
+            let node = bound.value
+            guard node.server != nil, node.peers[peer] == nil else { return }
+            ClientBootstrap(group: node.loop)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try bound.value.install(on: channel, isOutbound: true)
+                    }
+                }
+                .connect(unixDomainSocketPath: path)
+                .whenFailure { error in
+                    bound.value.logger.warning(
+                        "cannot reconnect to a peer worker", metadata: ["cluster.peer": "\(peer)", "error": "\(error)"])
+                }
+        }
     }
 
     private func dropOrphan(_ orphan: Orphan, reason: String) {
@@ -291,10 +317,12 @@ public final class ClusterNode: BrokerCluster {
     /// The successor of a killed worker has synced (its routes are in): replay what was kept for it.
     private func handOverOrphan(to link: PeerLink, peer: String) {
         let slot = Self.slot(of: peer)
-        guard let orphan = orphans[slot], orphan.peerID != peer else { return }
+        guard let orphan = orphans[slot] else { return }
         orphans.removeValue(forKey: slot)
         orphan.timeout?.cancel()
-        broker.removePeer(orphan.peerID)
+        if orphan.peerID != peer {
+            broker.removePeer(orphan.peerID)
+        }
         for publish in orphan.buffered {
             write(.publish(publish), to: link)
         }
