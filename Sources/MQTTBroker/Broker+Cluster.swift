@@ -57,19 +57,7 @@ extension Broker {
     /// handed over whole, a clean start or an expiring one is ended here.
     public func release(clientID: String, cleanStart: Bool) -> SessionHandoff? {
         guard let session = sessions[clientID] else { return nil }
-        if let previous = session.controller {
-            let sessionEnds = cleanStart || session.expiryInterval == 0
-            previous.takenOver()
-            session.controller = nil
-            if sessionEnds, let will = session.will {
-                session.will = nil
-                publish(will.message)
-            }
-            session.will = nil
-            logger.info(
-                "client taken over by another worker",
-                metadata: ["mqtt.client_id": "\(clientID)", "tls.peer": "\(previous.peerDescription)"])
-        }
+        takeOver(session, cleanStart: cleanStart, by: "another worker")
         session.willTimer?.cancel()
         session.willTimer = nil
         session.will = nil

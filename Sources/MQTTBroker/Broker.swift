@@ -108,18 +108,8 @@ public final class Broker {
         expiryInterval: UInt32, username: String?
     ) -> (Session, sessionPresent: Bool) {
         var existing = sessions[clientID]
-        if let session = existing, let previous = session.controller {
-            // Takeover: the old connection goes, its will only if its session ends now (as Mosquitto does).
-            let sessionEnds = cleanStart || session.expiryInterval == 0
-            previous.takenOver()
-            session.controller = nil
-            if sessionEnds, let will = session.will {
-                session.will = nil
-                publish(will.message)
-            }
-            session.will = nil
-            logger.info(
-                "client taken over", metadata: ["mqtt.client_id": "\(clientID)", "tls.peer": "\(previous.peerDescription)"])
+        if let session = existing {
+            takeOver(session, cleanStart: cleanStart, by: "another connection")
         }
         if let session = existing {
             session.expiryTimer?.cancel()
@@ -154,6 +144,25 @@ public final class Broker {
         sessions[clientID] = session
         sessionChanged(session)
         return (session, false)
+    }
+
+    /// Takeover: the session's connection (if any) goes with DISCONNECT 0x8E (MQTT 5), its will only if the
+    /// session ends now (as Mosquitto does).
+    func takeOver(_ session: Session, cleanStart: Bool, by taker: String) {
+        guard let previous = session.controller else { return }
+        let sessionEnds = cleanStart || session.expiryInterval == 0
+        previous.takenOver()
+        session.controller = nil
+        if sessionEnds, let will = session.will {
+            session.will = nil
+            publish(will.message)
+        }
+        session.will = nil
+        logger.info(
+            "client taken over",
+            metadata: [
+                "mqtt.client_id": "\(session.clientID)", "tls.peer": "\(previous.peerDescription)", "by": "\(taker)",
+            ])
     }
 
     /// The connection of `session` is gone. `publishWill`: it ended without a normal DISCONNECT.
