@@ -117,7 +117,19 @@ extension Broker {
             if let handoff, !cleanStart {
                 self.adopt(handoff, clientID: clientID)
             }
-            proceed()
+            // The adopted subscriptions' routes reach every worker before the client hears CONNACK.
+            self.afterRoutesPropagate(proceed)
         }
+    }
+
+    /// Runs `work` once every peer has applied the routes this worker announced so far (at once when none
+    /// was announced since the last time, or when alone).
+    func afterRoutesPropagate(_ work: @escaping () -> Void) {
+        guard routesAnnounced, let cluster, !cluster.peerIDs.isEmpty else {
+            work()
+            return
+        }
+        routesAnnounced = false
+        cluster.barrier(completion: work)
     }
 }

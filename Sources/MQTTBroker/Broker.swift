@@ -39,6 +39,8 @@ public final class Broker {
     /// How many local subscriptions each filter text has: a route is announced to peers on 0 → 1, withdrawn on
     /// 1 → 0.
     var localRouteCounts: [String: Int] = [:]
+    /// A route was announced to peers since the last barrier (see `afterRoutesPropagate`).
+    var routesAnnounced = false
 
     /// Counters for status and metrics.
     public struct Statistics: Sendable, Equatable {
@@ -444,7 +446,10 @@ public final class Broker {
     private func localRouteAdded(_ text: String) {
         let count = localRouteCounts[text, default: 0] + 1
         localRouteCounts[text] = count
-        if count == 1 { cluster?.routeAdded(text) }
+        if count == 1, let cluster {
+            cluster.routeAdded(text)
+            routesAnnounced = true
+        }
     }
 
     private func localRouteRemoved(_ text: String) {

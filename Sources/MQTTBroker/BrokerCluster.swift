@@ -19,6 +19,9 @@ public protocol BrokerCluster: AnyObject {
     /// Asks every peer to give up the session of `clientID` (disconnecting its client there); `completion` gets
     /// the session state a peer handed over, if one did.
     func claim(clientID: String, cleanStart: Bool, completion: @escaping (SessionHandoff?) -> Void)
+    /// `completion` runs once every peer has applied everything sent to it before this call (route changes
+    /// above all): a SUBACK or CONNACK after it means any worker's next publish reaches the new subscription.
+    func barrier(completion: @escaping () -> Void)
 }
 
 /// The order of retained-store changes across workers (a Lamport clock and the writer's node id): every worker

@@ -49,9 +49,13 @@ extension ConnectionController {
                 }
             }
         }
-        send(.suback(SubAckPacket(packetIdentifier: subscribe.packetIdentifier, reasonCodes: codes)))
-        for (filter, qos) in retainedToSend {
-            broker.sendRetained(to: session, filter: filter, maximumQoS: qos, identifier: identifier)
+        // SUBACK once every worker knows the new routes: a publish anywhere after it reaches this subscription.
+        holdInput(until: broker.afterRoutesPropagate) { [weak self] in
+            guard let self, case .connected = self.state else { return }
+            self.send(.suback(SubAckPacket(packetIdentifier: subscribe.packetIdentifier, reasonCodes: codes)))
+            for (filter, qos) in retainedToSend {
+                self.broker.sendRetained(to: session, filter: filter, maximumQoS: qos, identifier: identifier)
+            }
         }
     }
 

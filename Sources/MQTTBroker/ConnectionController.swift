@@ -18,6 +18,8 @@ public final class ConnectionController {
 
     /// Packets a client may send before its CONNACK while its session is claimed from other workers.
     static let maximumPacketsWhileClaiming = 1000
+    /// While a SUBACK waits for the other workers to learn the new routes, later packets wait here, in order.
+    var heldPackets: [MQTTPacket]?
 
     /// What the TLS layer learned from a verified client certificate (`peer_cert_as_username/clientid`).
     public struct CertificateIdentity: Sendable, Equatable {
@@ -110,7 +112,30 @@ public final class ConnectionController {
             buffered.append(packet)
             state = .claiming(buffered: buffered)
         case .connected(let session):
+            if heldPackets != nil {
+                guard heldPackets?.count ?? 0 < Self.maximumPacketsWhileClaiming else {
+                    closeConnection(publishWill: true)
+                    return
+                }
+                heldPackets?.append(packet)
+                return
+            }
             handle(packet, session: session)
+        }
+    }
+
+    /// Holds input until `work` decides to release it (see `heldPackets`).
+    func holdInput(until wait: (@escaping () -> Void) -> Void, then work: @escaping () -> Void) {
+        heldPackets = []
+        wait { [weak self] in
+            guard let self else { return }
+            work()
+            let held = self.heldPackets ?? []
+            self.heldPackets = nil
+            for packet in held {
+                self.received(packet)
+            }
+            self.broker.flushPending()
         }
     }
 

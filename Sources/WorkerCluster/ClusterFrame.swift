@@ -21,9 +21,12 @@ enum ClusterFrame: Equatable {
     case adopt(clientID: String, handoff: SessionHandoff)
     /// A worker leaving gracefully: drop its routes now (no successor to wait for).
     case goodbye
+    /// Answer `pong` once everything before this frame is applied.
+    case ping(requestID: UInt32)
+    case pong(requestID: UInt32)
 
     enum Kind: UInt8 {
-        case hello = 1, routeAdded, routeRemoved, publish, syncDone, claim, release, adopt, goodbye
+        case hello = 1, routeAdded, routeRemoved, publish, syncDone, claim, release, adopt, goodbye, ping, pong
     }
 
     /// A frame larger than this is a broken peer (a message is at most 256 MB; a handoff may hold many).
@@ -88,6 +91,12 @@ extension ByteBuffer {
             writeClusterHandoff(handoff)
         case .goodbye:
             writeInteger(ClusterFrame.Kind.goodbye.rawValue)
+        case .ping(let requestID):
+            writeInteger(ClusterFrame.Kind.ping.rawValue)
+            writeInteger(requestID)
+        case .pong(let requestID):
+            writeInteger(ClusterFrame.Kind.pong.rawValue)
+            writeInteger(requestID)
         }
         setInteger(UInt32(writerIndex - start), at: lengthIndex)
     }
@@ -213,6 +222,10 @@ extension ByteBuffer {
             return .adopt(clientID: clientID, handoff: try readClusterHandoff())
         case .goodbye:
             return .goodbye
+        case .ping:
+            return .ping(requestID: try readClusterInteger(UInt32.self))
+        case .pong:
+            return .pong(requestID: try readClusterInteger(UInt32.self))
         }
     }
 

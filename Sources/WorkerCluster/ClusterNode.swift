@@ -28,6 +28,7 @@ public final class ClusterNode: BrokerCluster {
     private var links: [ObjectIdentifier: PeerLink] = [:]
     private var peers: [String: PeerLink] = [:]
     private var claims: [UInt32: PendingClaim] = [:]
+    private var barriers: [UInt32: PendingBarrier] = [:]
     private var nextRequestID: UInt32 = 0
     private var dirty: [ObjectIdentifier: PeerLink] = [:]
     private var isFlushScheduled = false
@@ -76,6 +77,12 @@ public final class ClusterNode: BrokerCluster {
         var completion: (SessionHandoff?) -> Void
         var timeout: Scheduled<Void>?
         var clientID: String
+    }
+
+    private struct PendingBarrier {
+        var waiting: Set<String>
+        var completion: () -> Void
+        var timeout: Scheduled<Void>?
     }
 
     private struct InitialSync {
@@ -253,6 +260,10 @@ public final class ClusterNode: BrokerCluster {
             claims[requestID] = claim
             completeIfAnswered(requestID)
         }
+        for (requestID, var barrier) in barriers where barrier.waiting.remove(peer) != nil {
+            barriers[requestID] = barrier
+            completeBarrierIfAnswered(requestID)
+        }
         if link.saidGoodbye || link.isSuperseded {
             broker.removePeer(peer)
             if !link.isSuperseded { logger.info("peer worker left", metadata: ["cluster.peer": "\(peer)"]) }
@@ -364,6 +375,14 @@ public final class ClusterNode: BrokerCluster {
             broker.adoptDeparted(handoff, clientID: clientID)
         case .goodbye:
             link.saidGoodbye = true
+        case .ping(let requestID):
+            write(.pong(requestID: requestID), to: link)
+            flush()
+        case .pong(let requestID):
+            guard var barrier = barriers[requestID] else { return }
+            barrier.waiting.remove(peer)
+            barriers[requestID] = barrier
+            completeBarrierIfAnswered(requestID)
         case .claim(let requestID, let clientID, let cleanStart):
             let handoff = broker.release(clientID: clientID, cleanStart: cleanStart)
             write(.release(requestID: requestID, handoff: handoff), to: link)
@@ -482,6 +501,36 @@ public final class ClusterNode: BrokerCluster {
             write(.claim(requestID: requestID, clientID: clientID, cleanStart: cleanStart), to: link)
         }
         flush()
+    }
+
+    public func barrier(completion: @escaping () -> Void) {
+        guard !peers.isEmpty else {
+            completion()
+            return
+        }
+        nextRequestID &+= 1
+        let requestID = nextRequestID
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let timeout = loop.assumeIsolated().scheduleTask(in: Self.claimTimeout) {
+            let node = bound.value
+            guard let barrier = node.barriers.removeValue(forKey: requestID) else { return }
+            node.logger.warning(
+                "peer workers did not confirm route changes in time",
+                metadata: ["cluster.silent": "\(barrier.waiting.sorted().joined(separator: ","))"])
+            barrier.completion()
+        }
+        barriers[requestID] = PendingBarrier(waiting: Set(peers.keys), completion: completion, timeout: timeout)
+        for link in peers.values {
+            write(.ping(requestID: requestID), to: link)
+        }
+        flush()
+    }
+
+    private func completeBarrierIfAnswered(_ requestID: UInt32) {
+        guard let barrier = barriers[requestID], barrier.waiting.isEmpty else { return }
+        barriers.removeValue(forKey: requestID)
+        barrier.timeout?.cancel()
+        barrier.completion()
     }
 
     private func claimTimedOut(_ requestID: UInt32) {
