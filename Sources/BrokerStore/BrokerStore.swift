@@ -146,6 +146,12 @@ public final class BrokerStore: Sendable {
         try batcher.flush()
     }
 
+    /// Calls `callback` (on the writer thread, or at once on the caller's when nothing is pending) once every
+    /// operation enqueued before this call is committed. Never blocks: for acknowledging work as durable.
+    public func whenCommitted(_ callback: @escaping @Sendable () -> Void) {
+        batcher.whenCommitted(callback)
+    }
+
     /// Commits what is pending (one attempt; a failure is left in `lastWriteError`), stops the writer thread and
     /// closes the connection. Later writes are not stored (and reported in `lastWriteError`); later loads throw.
     /// Call `flush()` first to learn whether the last writes landed.

@@ -40,6 +40,8 @@ final class WriteBatcher: @unchecked Sendable {
     private var flushRequests: UInt64 = 0
     private var flushRequestsServed: UInt64 = 0
     private var lastError: BrokerStoreError?
+    /// Callbacks waiting for `committed` to reach their target (`whenCommitted`), in target order.
+    private var commitWaiters: [(target: UInt64, callback: @Sendable () -> Void)] = []
     private var isClosing = false
     private var writerExited = false
 
@@ -77,6 +79,19 @@ final class WriteBatcher: @unchecked Sendable {
         } else if pending.count == maximumPending {
             condition.broadcast()
         }
+    }
+
+    /// Calls `callback` once every operation enqueued before now is committed (at once if it already is).
+    func whenCommitted(_ callback: @escaping @Sendable () -> Void) {
+        condition.lock()
+        let target = enqueued
+        guard committed < target, !writerExited else {
+            condition.unlock()
+            callback()
+            return
+        }
+        commitWaiters.append((target, callback))
+        condition.unlock()
     }
 
     /// Returns once every operation enqueued before the call is committed; throws if a commit fails first.
@@ -202,6 +217,13 @@ final class WriteBatcher: @unchecked Sendable {
                 retryDelay = 0
             }
             condition.broadcast()
+            let ready = commitWaiters.prefix { $0.target <= committed }
+            if !ready.isEmpty {
+                commitWaiters.removeFirst(ready.count)
+                condition.unlock()
+                for waiter in ready { waiter.callback() }
+                condition.lock()
+            }
         }
     }
 }

@@ -11,6 +11,8 @@ public protocol BrokerPersistence: AnyObject {
     func sessionChanged(clientID: String, state: SessionHandoff)
     /// The session ended here (clean start, expiry, a non-persistent reconnect): forget it.
     func sessionEnded(clientID: String)
+    /// Calls `callback` (on any thread) once everything reported so far is durable.
+    func whenDurable(_ callback: @escaping @Sendable () -> Void)
 }
 
 extension Broker {
@@ -26,6 +28,16 @@ extension Broker {
             }
         }
         dirtySessions[session.clientID] = session
+    }
+
+    /// Calls `callback` (on any thread) once every change made so far is durable: at once without a store.
+    public func whenDurable(_ callback: @escaping @Sendable () -> Void) {
+        guard let persistence else {
+            callback()
+            return
+        }
+        persistDirtySessions()
+        persistence.whenDurable(callback)
     }
 
     func persistDirtySessions() {

@@ -51,6 +51,10 @@ final class SQLitePersistence: BrokerPersistence, @unchecked Sendable {
         reportWriteError()
     }
 
+    func whenDurable(_ callback: @escaping @Sendable () -> Void) {
+        store.whenCommitted(callback)
+    }
+
     /// A failing store is logged once per episode (the store retries, nothing is dropped).
     private func reportWriteError() {
         if let error = store.lastWriteError {

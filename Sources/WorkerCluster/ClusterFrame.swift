@@ -10,7 +10,10 @@ enum ClusterFrame: Equatable {
     case hello(peerID: String)
     case routeAdded(filter: String)
     case routeRemoved(filter: String)
-    case publish(ForwardedPublish)
+    /// `sequence` numbers the publishes on one connection, for `acknowledged`.
+    case publish(ForwardedPublish, sequence: UInt64)
+    /// Every publish up to `sequence` is applied and durable at the receiver: the sender may forget them.
+    case acknowledged(sequence: UInt64)
     /// The snapshot (routes and retained messages) sent after hello is complete.
     case syncDone
     /// Give up the session of `clientID` (a client connected to the sender with it).
@@ -27,6 +30,7 @@ enum ClusterFrame: Equatable {
 
     enum Kind: UInt8 {
         case hello = 1, routeAdded, routeRemoved, publish, syncDone, claim, release, adopt, goodbye, ping, pong
+        case acknowledged
     }
 
     /// A frame larger than this is a broken peer (a message is at most 256 MB; a handoff may hold many).
@@ -56,8 +60,9 @@ extension ByteBuffer {
         case .routeRemoved(let filter):
             writeInteger(ClusterFrame.Kind.routeRemoved.rawValue)
             writeClusterString(filter)
-        case .publish(let publish):
+        case .publish(let publish, let sequence):
             writeInteger(ClusterFrame.Kind.publish.rawValue)
+            writeInteger(sequence)
             writeInteger(UInt8((publish.deliver ? 1 : 0) | (publish.retainStamp != nil ? 2 : 0)))
             if let stamp = publish.retainStamp {
                 writeInteger(stamp.clock)
@@ -97,6 +102,9 @@ extension ByteBuffer {
         case .pong(let requestID):
             writeInteger(ClusterFrame.Kind.pong.rawValue)
             writeInteger(requestID)
+        case .acknowledged(let sequence):
+            writeInteger(ClusterFrame.Kind.acknowledged.rawValue)
+            writeInteger(sequence)
         }
         setInteger(UInt32(writerIndex - start), at: lengthIndex)
     }
@@ -195,6 +203,7 @@ extension ByteBuffer {
         case .routeRemoved:
             return .routeRemoved(filter: try readClusterString())
         case .publish:
+            let sequence = try readClusterInteger(UInt64.self)
             let flags = try readClusterInteger(UInt8.self)
             var stamp: RetainStamp?
             if flags & 2 != 0 {
@@ -206,7 +215,9 @@ extension ByteBuffer {
                 groups.append(.init(shareName: try readClusterString(), filter: try readClusterString()))
             }
             let message = try readClusterMessage()
-            return .publish(ForwardedPublish(message: message, deliver: flags & 1 != 0, sharedGroups: groups, retainStamp: stamp))
+            return .publish(
+                ForwardedPublish(message: message, deliver: flags & 1 != 0, sharedGroups: groups, retainStamp: stamp),
+                sequence: sequence)
         case .syncDone:
             return .syncDone
         case .claim:
@@ -226,6 +237,8 @@ extension ByteBuffer {
             return .ping(requestID: try readClusterInteger(UInt32.self))
         case .pong:
             return .pong(requestID: try readClusterInteger(UInt32.self))
+        case .acknowledged:
+            return .acknowledged(sequence: try readClusterInteger(UInt64.self))
         }
     }
 

@@ -64,6 +64,18 @@ public final class ClusterNode: BrokerCluster {
         var isSynced = false
         var isSuperseded = false
         var saidGoodbye = false
+        /// Publishes sent and not yet acknowledged as durable by the peer, oldest first: replayed to the slot's
+        /// successor if the peer is killed.
+        var unacknowledged: [(sequence: UInt64, publish: ForwardedPublish)] = []
+        var unacknowledgedHead = 0
+        var lastSentSequence: UInt64 = 0
+        /// The highest publish sequence received from the peer, and whether an acknowledgement is on its way.
+        var lastReceivedSequence: UInt64 = 0
+        var isAcknowledgementPending = false
+
+        var pendingAcknowledgement: ArraySlice<(sequence: UInt64, publish: ForwardedPublish)> {
+            unacknowledged[unacknowledgedHead...]
+        }
 
         init(channel: any Channel, isOutbound: Bool) {
             self.channel = channel
@@ -276,6 +288,8 @@ public final class ClusterNode: BrokerCluster {
         }
         let bound = NIOLoopBound(self, eventLoop: loop)
         var orphan = Orphan(peerID: peer)
+        // What it had not confirmed as durable may be lost with it: its successor gets it again.
+        orphan.buffered = link.pendingAcknowledgement.map(\.publish)
         orphan.timeout = loop.assumeIsolated().scheduleTask(in: Self.orphanGrace) {
             let node = bound.value
             guard let orphan = node.orphans[slot], orphan.peerID == peer else { return }
@@ -335,7 +349,7 @@ public final class ClusterNode: BrokerCluster {
             broker.removePeer(orphan.peerID)
         }
         for publish in orphan.buffered {
-            write(.publish(publish), to: link)
+            writePublish(publish, to: link)
         }
         flush()
         logger.info(
@@ -363,8 +377,24 @@ public final class ClusterNode: BrokerCluster {
             broker.addRoute(filter, peer: peer)
         case .routeRemoved(let filter):
             broker.removeRoute(filter, peer: peer)
-        case .publish(let publish):
+        case .publish(let publish, let sequence):
             broker.receive(publish)
+            link.lastReceivedSequence = max(link.lastReceivedSequence, sequence)
+            acknowledgeWhenDurable(link)
+        case .acknowledged(let sequence):
+            var head = link.unacknowledgedHead
+            while head < link.unacknowledged.count && link.unacknowledged[head].sequence <= sequence {
+                head += 1
+            }
+            if head == link.unacknowledged.count {
+                link.unacknowledged.removeAll(keepingCapacity: true)
+                link.unacknowledgedHead = 0
+            } else if head > 1024 && head * 2 > link.unacknowledged.count {
+                link.unacknowledged.removeFirst(head)
+                link.unacknowledgedHead = 0
+            } else {
+                link.unacknowledgedHead = head
+            }
         case .syncDone:
             link.isSynced = true
             if initialSync?.waiting.remove(ObjectIdentifier(link.channel)) != nil {
@@ -424,7 +454,7 @@ public final class ClusterNode: BrokerCluster {
             write(.routeAdded(filter: filter), to: link)
         }
         for retained in broker.retainedSnapshot {
-            write(.publish(retained), to: link)
+            writePublish(retained, to: link)
         }
         write(.syncDone, to: link)
         flush()
@@ -457,8 +487,44 @@ public final class ClusterNode: BrokerCluster {
             orphans[slot] = orphan
             return
         }
-        write(.publish(publish), to: link)
+        writePublish(publish, to: link)
         scheduleFlush()
+    }
+
+    /// Numbers the publish and keeps it until the peer says it is durable there.
+    private func writePublish(_ publish: ForwardedPublish, to link: PeerLink) {
+        link.lastSentSequence += 1
+        if link.pendingAcknowledgement.count < Self.orphanBufferLimit {
+            link.unacknowledged.append((link.lastSentSequence, publish))
+        }
+        write(.publish(publish, sequence: link.lastSentSequence), to: link)
+    }
+
+    /// One acknowledgement per link in flight: sent when what was received so far is durable (delivered into
+    /// sessions that the store has committed), covering everything received until then.
+    private func acknowledgeWhenDurable(_ link: PeerLink) {
+        guard !link.isAcknowledgementPending else { return }
+        link.isAcknowledgementPending = true
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let loop = self.loop
+        let linkID = ObjectIdentifier(link.channel)
+        loop.assumeIsolated().execute {
+            let node = bound.value
+            guard let link = node.links[linkID] else { return }
+            let sequence = link.lastReceivedSequence
+            node.broker.whenDurable {
+                loop.execute {
+                    let node = bound.value
+                    guard let link = node.links[linkID] else { return }
+                    link.isAcknowledgementPending = false
+                    node.write(.acknowledged(sequence: sequence), to: link)
+                    node.scheduleFlush()
+                    if link.lastReceivedSequence > sequence {
+                        node.acknowledgeWhenDurable(link)
+                    }
+                }
+            }
+        }
     }
 
     /// Leaving gracefully: the persistent sessions go to the other workers (round robin), then goodbye, so they
