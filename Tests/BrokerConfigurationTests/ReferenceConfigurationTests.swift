@@ -43,8 +43,8 @@ import Testing
         let configuration = try ConfigurationLoader.load(
             path: path, options: ConfigurationLoadOptions(checkFiles: false, cpuCount: 3))
         let repository = PathNormalizer.parent(of: PathNormalizer.parent(of: configuration.sourcePath))
-        // One worker until cross-worker routing lands (the comment in the file says why); the default is the cores.
-        #expect(configuration.node.workerProcesses == 1)
+        // `auto`: one worker per core (3 here), all forming one broker.
+        #expect(configuration.node.workerProcesses == 3)
         #expect(configuration.node.dataDirectory == repository + "/var")
         #expect(configuration.listeners.count == 2)
 
