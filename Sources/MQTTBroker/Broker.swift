@@ -270,6 +270,11 @@ public final class Broker {
                 // Ours is newer: keep it.
             } else {
                 applyRetained(forwarded.message, topic: topic, stamp: stamp)
+                // Every worker writes what it applied: each one's last write of a topic is the newest it knows,
+                // so whichever process commits last, the file ends with the newest message (or its removal).
+                persistence?.retainedChanged(
+                    topic: forwarded.message.topic,
+                    message: forwarded.message.payload.readableBytes == 0 ? nil : forwarded.message)
             }
         }
         if forwarded.deliver || !forwarded.sharedGroups.isEmpty {
