@@ -8,11 +8,15 @@ extension Broker {
     /// contain (§1.5.4), so matching finds local sessions and interested workers in one pass.
     static let peerPrefix = "\u{0}peer:"
 
-    static func peerSubscriber(_ peer: String) -> String { peerPrefix + peer }
+    /// `member` numbers a peer's members of a shared group ("\0peer:<id>#<n>"); ordinary routes have none.
+    static func peerSubscriber(_ peer: String, member: Int? = nil) -> String {
+        member.map { peerPrefix + peer + "#\($0)" } ?? peerPrefix + peer
+    }
 
     static func peerID(of subscriber: String) -> String? {
         guard subscriber.hasPrefix(peerPrefix) else { return nil }
-        return String(subscriber.dropFirst(peerPrefix.count))
+        let rest = subscriber.dropFirst(peerPrefix.count)
+        return String(rest.prefix { $0 != "#" })
     }
 
     /// What a worker's route stands for in this tree: it wants every QoS, and its own subscribers apply their
@@ -26,22 +30,47 @@ extension Broker {
             logger.warning("ignored an invalid route from a peer", metadata: ["cluster.peer": "\(peer)", "mqtt.filter": "\(filter)"])
             return
         }
-        _ = subscriptions.subscribe(parsed, subscriber: Self.peerSubscriber(peer), options: Self.peerEntry)
+        guard parsed.isShared else {
+            _ = subscriptions.subscribe(parsed, subscriber: Self.peerSubscriber(peer), options: Self.peerEntry)
+            return
+        }
+        // One member entry per member the peer has in the group.
+        let members = remoteSharedMembers[peer, default: [:]][filter, default: 0]
+        remoteSharedMembers[peer, default: [:]][filter] = members + 1
+        _ = subscriptions.subscribe(
+            parsed, subscriber: Self.peerSubscriber(peer, member: members), options: Self.peerEntry)
     }
 
-    /// `peer` no longer has subscribers on `filter`.
+    /// `peer` no longer has subscribers on `filter` (for a shared group: one member fewer).
     public func removeRoute(_ filter: String, peer: String) {
         guard let parsed = try? TopicFilter(filter, sharedSubscriptions: true) else { return }
-        _ = subscriptions.unsubscribe(parsed, subscriber: Self.peerSubscriber(peer))
+        guard parsed.isShared else {
+            _ = subscriptions.unsubscribe(parsed, subscriber: Self.peerSubscriber(peer))
+            return
+        }
+        guard let members = remoteSharedMembers[peer]?[filter], members > 0 else { return }
+        remoteSharedMembers[peer]?[filter] = members > 1 ? members - 1 : nil
+        _ = subscriptions.unsubscribe(parsed, subscriber: Self.peerSubscriber(peer, member: members - 1))
     }
 
     /// `peer` is gone (exited or disconnected): its routes go.
     public func removePeer(_ peer: String) {
         subscriptions.removeAll(subscriber: Self.peerSubscriber(peer))
+        let shared = remoteSharedMembers.removeValue(forKey: peer) ?? [:]
+        for members in Set(shared.values) {
+            for member in 0..<members {
+                subscriptions.removeAll(subscriber: Self.peerSubscriber(peer, member: member))
+            }
+        }
     }
 
-    /// Every filter this worker's clients subscribe to, for a peer that just connected.
-    public var localRoutes: [String] { Array(localRouteCounts.keys) }
+    /// Every filter this worker's clients subscribe to, for a peer that just connected: shared filters once per
+    /// local member.
+    public var localRoutes: [String] {
+        localRouteCounts.flatMap { text, count in
+            Array(repeating: text, count: Self.isSharedFilterText(text) ? count : 1)
+        }
+    }
 
     /// The retained store with its stamps, for a peer that just connected (it keeps whichever is newer).
     public var retainedSnapshot: [ForwardedPublish] {

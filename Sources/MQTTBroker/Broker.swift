@@ -39,6 +39,8 @@ public final class Broker {
     /// How many local subscriptions each filter text has: a route is announced to peers on 0 → 1, withdrawn on
     /// 1 → 0.
     var localRouteCounts: [String: Int] = [:]
+    /// How many members each peer has in each shared group it announced (peer → filter text → count).
+    var remoteSharedMembers: [String: [String: Int]] = [:]
     /// A route was announced to peers since the last barrier (see `afterRoutesPropagate`).
     var routesAnnounced = false
 
@@ -448,10 +450,12 @@ public final class Broker {
         return existed
     }
 
+    /// An ordinary filter is announced once, however many local subscribers it has; a shared one once per
+    /// member, so that a shared group balances over every member on every worker.
     private func localRouteAdded(_ text: String) {
         let count = localRouteCounts[text, default: 0] + 1
         localRouteCounts[text] = count
-        if count == 1, let cluster {
+        if count == 1 || Self.isSharedFilterText(text), let cluster {
             cluster.routeAdded(text)
             routesAnnounced = true
         }
@@ -461,10 +465,16 @@ public final class Broker {
         guard let count = localRouteCounts[text] else { return }
         if count <= 1 {
             localRouteCounts.removeValue(forKey: text)
-            cluster?.routeRemoved(text)
         } else {
             localRouteCounts[text] = count - 1
         }
+        if count <= 1 || Self.isSharedFilterText(text) {
+            cluster?.routeRemoved(text)
+        }
+    }
+
+    static func isSharedFilterText(_ text: String) -> Bool {
+        text.hasPrefix("$share/")
     }
 
     /// Sends the retained messages matching a new subscription, flagged retained (§3.3.1.3).

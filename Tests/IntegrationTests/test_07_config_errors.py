@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 import time
 
 import pytest
@@ -181,4 +182,23 @@ def test_07_bad_acl_file_start_fails(broker):
     rc, out, err, took = broker.run_start_expect_failure(foreground=True)
     assert rc != 0, "start exited 0 with a malformed ACL file"
     assert f"{acl}:2: unknown keyword 'topics'" in err, f"stderr does not name the ACL line:\n{err}"
+    _assert_nothing_left(broker)
+
+
+def test_07_corrupt_message_store_start_fails(broker):
+    """A `gatehouse.db` that is not a database (or is damaged) is one clear error naming the file; the broker does
+    not start and the file is left exactly as it was (it may hold retained messages and sessions)."""
+    lines = broker.config_lines()
+    broker.write_config(lines)
+    data_dir = next(l.split("=", 1)[1].strip() for l in lines if l.startswith("node.data_dir"))
+    db = Path(data_dir) / "gatehouse.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    garbage = b"this is not an SQLite database, but it holds somebody's data\n" * 64
+    db.write_bytes(garbage)
+    rc, out, err, took = broker.run_start_expect_failure(foreground=True)
+    assert rc != 0, "start exited 0 with a corrupt message store"
+    assert took < 5, f"start took {took:.1f}s to reject the store"
+    assert str(db) in err, f"stderr does not name {db}:\n{err}"
+    assert "node.data_dir" in err and "message store" in err, err
+    assert db.read_bytes() == garbage, "the corrupt store was modified"
     _assert_nothing_left(broker)

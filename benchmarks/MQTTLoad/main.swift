@@ -25,6 +25,8 @@ struct Options {
     var rate: Int?
     var window = 64
     var label = ""
+    /// Subscribers connect with clean session off (persistent sessions: what a broker must store).
+    var persistentSubscribers = false
 
     static func parse(_ arguments: [String]) -> Options {
         var options = Options()
@@ -50,6 +52,7 @@ struct Options {
             case "--rate": options.rate = Int(value())
             case "--window": options.window = Int(value()) ?? 64
             case "--label": options.label = value()
+            case "--persistent-subscribers": options.persistentSubscribers = true
             default:
                 FileHandle.standardError.write(Data("unknown option \(arguments[index])\n".utf8))
                 exit(2)
@@ -120,7 +123,9 @@ final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func channelActive(context: ChannelHandlerContext) {
         self.context = context
-        send(.connect(ConnectPacket(protocolVersion: .v3_1_1, clientIdentifier: clientID, cleanStart: true, keepAlive: 60)))
+        var clean = true
+        if options.persistentSubscribers, case .subscriber = role { clean = false }
+        send(.connect(ConnectPacket(protocolVersion: .v3_1_1, clientIdentifier: clientID, cleanStart: clean, keepAlive: 60)))
         context.flush()
     }
 
