@@ -194,7 +194,10 @@ public final class BrokerStore: Sendable {
     /// Checks the file, migrates it, and opens the pool the store runs on.
     private static func open(path: String, busyTimeout: Duration) throws(BrokerStoreError) -> DatabasePool {
         try DatabaseFile.createParentDirectory(of: path)
-        _ = try DatabaseFile.inspect(path)
+        if try DatabaseFile.inspect(path) == .missing {
+            // Created empty with mode 0600 (it holds messages): SQLite gives its -wal and -shm files the same mode.
+            try DatabaseFile.createPrivate(path)
+        }
 
         var configuration = Configuration()
         configuration.label = "gatehouse.store"

@@ -48,6 +48,18 @@ enum DatabaseFile {
         }
     }
 
+    /// Creates an empty file readable by its owner only (an empty file is a new database).
+    static func createPrivate(_ path: String) throws(BrokerStoreError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if fd < 0 {
+            let code = errno
+            if code == EEXIST { return }
+            throw systemError(path: path, call: "open", on: path, code: code)
+        }
+        fchmod(fd, 0o600)
+        close(fd)
+    }
+
     /// Looks at the file without changing it: missing, empty, or starting with the SQLite header.
     static func inspect(_ path: String) throws(BrokerStoreError) -> State {
         let fd = open(path, O_RDONLY | O_CLOEXEC)

@@ -16,12 +16,16 @@ public protocol BrokerPersistence: AnyObject {
 }
 
 extension Broker {
-    /// Records that a session's durable state changed; written at the end of the current event-loop turn.
+    /// How often the state of a changing persistent session is written: a busy session's whole state (up to
+    /// its queue limit) is snapshotted at most this often, not once per message.
+    static let sessionPersistInterval = Duration.milliseconds(50)
+
+    /// Records that a session's durable state changed; written within `sessionPersistInterval`.
     func sessionChanged(_ session: Session) {
         guard persistence != nil, session.expiryInterval > 0, sessions[session.clientID] === session else { return }
         if dirtySessions.isEmpty && !isPersistScheduled {
             isPersistScheduled = true
-            scheduler.executeAfterCurrentEvents { [weak self] in
+            _ = scheduler.schedule(after: Self.sessionPersistInterval) { [weak self] in
                 guard let self else { return }
                 self.isPersistScheduled = false
                 self.persistDirtySessions()
@@ -38,6 +42,11 @@ extension Broker {
         }
         persistDirtySessions()
         persistence.whenDurable(callback)
+    }
+
+    /// Hands every pending session change to the store now (a worker about to exit).
+    public func persistNow() {
+        persistDirtySessions()
     }
 
     func persistDirtySessions() {

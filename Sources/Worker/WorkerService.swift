@@ -181,7 +181,10 @@ public final class WorkerService: Sendable {
         }
 
         let code = (try? finished.futureResult.wait()) ?? 1
-        try? loop.submit { cluster.value.stop() }.wait()
+        try? loop.submit {
+            broker.value.persistNow()
+            cluster.value.stop()
+        }.wait()
         clusterStopped = true
         try? group.syncShutdownGracefully()
         return code
@@ -325,8 +328,10 @@ public final class WorkerService: Sendable {
         loop.scheduleTask(in: TimeAmount.nanoseconds(Int64(deadline.millisecondsRoundedUp) * 1_000_000)) {
             finished.succeed(0)
         }
-        let cluster = state.withLockedValue { $0.cluster }
+        let (cluster, broker) = state.withLockedValue { ($0.cluster, $0.broker) }
         everything.whenComplete { _ in
+            // What the sessions changed in the last persist interval goes to the store before anything else.
+            broker?.value.persistNow()
             // Clients are gone: their persistent sessions go to the other workers before this one exits.
             guard let cluster else {
                 finished.succeed(0)
