@@ -132,6 +132,27 @@ public final class CertificateRevocationList: @unchecked Sendable {
         X509_NAME_cmp(X509_get_subject_name(issuer.pointer), X509_CRL_get_issuer(pointer)) == 0
     }
 
+    /// Whether the CRL lists the serial number `serialHex` (hex, as `PeerCertificate.serialHex`) as revoked. The
+    /// caller has matched the CRL's issuer to the certificate's.
+    public func isRevoked(serialHex: String) -> Bool {
+        var number: OpaquePointer?
+        guard !serialHex.isEmpty, BN_hex2bn(&number, serialHex) > 0, let number else {
+            ERR_clear_error()
+            return false
+        }
+        defer { BN_free(number) }
+        guard let serial = BN_to_ASN1_INTEGER(number, nil) else {
+            ERR_clear_error()
+            return false
+        }
+        defer { ASN1_INTEGER_free(serial) }
+        var entry: OpaquePointer?
+        let result = X509_CRL_get0_by_serial(pointer, &entry, serial)
+        ERR_clear_error()
+        // 1: revoked, 2: listed with reason removeFromCRL (i.e. not revoked), 0: not listed.
+        return result == 1
+    }
+
     /// Whether the CRL lists `certificate`'s serial number (and the CRL's issuer is `certificate`'s issuer).
     public func isRevoked(_ certificate: X509Certificate) -> Bool {
         var entry: OpaquePointer?

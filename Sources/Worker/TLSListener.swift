@@ -20,6 +20,8 @@ final class TLSListener: Sendable {
     let refusals = TLSRefusalCounter()
     /// Where CRL distribution points of refused client certificates go (to the fetcher).
     let distributionPoints: DistributionPointReporter
+    /// The client certificates of open connections, checked against every newly loaded CRL.
+    let liveCertificates = LiveCertificates()
     private let cacheLayout: CacheLayout
     private let logger: Logger
     private let state: NIOLockedValueBox<State>
@@ -132,6 +134,9 @@ final class TLSListener: Sendable {
             }
             if let staple, staple.identity != previousStaple?.identity {
                 logStapleState(context: context, staple: staple)
+            }
+            if settings.enableCRLCheck && settings.disconnectRevoked {
+                liveCertificates.disconnectRevoked(by: context.crls, logger: logger)
             }
             logger.info(
                 "revocation data reloaded",

@@ -251,6 +251,9 @@ public final class WorkerService: Sendable {
                                 context: tls.currentContext, listener: identifier, logger: logger,
                                 refusals: tls.refusals, handshakeTimeout: handshakeTimeout,
                                 onMissingCRL: tls.settings.enableCRLCheck ? tls.distributionPoints.report : nil))
+                        if tls.settings.enableCRLCheck && tls.settings.disconnectRevoked {
+                            try channel.pipeline.syncOperations.addHandler(LiveCertificateHandler(live: tls.liveCertificates))
+                        }
                     }
                     try channel.pipeline.syncOperations.addHandler(
                         MQTTServerHandler(

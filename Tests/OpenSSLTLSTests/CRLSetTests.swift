@@ -26,6 +26,13 @@ struct CRLSetTests {
             #expect(nextUpdate > thisUpdate)
             #expect(crl.isRevoked(try TestHelpers.certificate(pki.revokedClient)))
             #expect(!crl.isRevoked(try TestHelpers.certificate(pki.goodClient)))
+            // By serial, as live connections are checked against a newly loaded CRL.
+            let revoked = try TestHelpers.certificate(pki.revokedClient)
+            #expect(crl.isRevoked(serialHex: revoked.serialHex))
+            #expect(crl.isRevoked(serialHex: revoked.serialHex.lowercased()))
+            #expect(!crl.isRevoked(serialHex: try TestHelpers.certificate(pki.goodClient).serialHex))
+            #expect(!crl.isRevoked(serialHex: ""))
+            #expect(!crl.isRevoked(serialHex: "not hex"))
         }
     }
 

@@ -1,0 +1,155 @@
+"""12 live revocation: a client connected with a certificate that a newly loaded CRL revokes is disconnected within
+a second of the load (MQTT 5: DISCONNECT 0x98 Administrative action; 3.1.1: the connection closes), logged with the
+certificate; other clients stay. `listener.ssl.<name>.disconnect_revoked = false` leaves connected clients alone
+(new handshakes are still refused).
+
+Real pieces: the `openssl ca -revoke` / `-gencrl` PKI of pki.py, the CRL published into the cache the way the
+fetcher does (temp file, fsync, rename), paho-mqtt clients over TLS with client certificates.
+"""
+
+from __future__ import annotations
+
+import queue
+import ssl
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+import pki
+
+DISCONNECTED = "client disconnected: certificate revoked"
+
+
+class V5Client:
+    """A paho-mqtt MQTT 5 client over TLS that records the reason code of a server DISCONNECT."""
+
+    def __init__(self, node: pki.TLSNode, cert: pki.Cert, client_id: str) -> None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(str(node.cafile))
+        ctx.load_cert_chain(str(cert.cert), str(cert.key))
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+                             reconnect_on_failure=False)
+        self.c.tls_set_context(ctx)
+        self.port = node.port
+        self.connack: queue.Queue[int] = queue.Queue()
+        self.messages: queue.Queue[bytes] = queue.Queue()
+        self.subacks: queue.Queue[int] = queue.Queue()
+        self.disconnect_reason: int | None = None
+        self.disconnected_at: float | None = None
+        self.gone = threading.Event()
+        self.c.on_connect = lambda c, u, f, rc, p: self.connack.put(rc.value)
+        self.c.on_subscribe = lambda c, u, mid, rcs, p: self.subacks.put(mid)
+        self.c.on_message = lambda c, u, m: self.messages.put(m.payload)
+
+        def on_disconnect(c, u, flags, rc, props):
+            self.disconnect_reason = rc.value
+            self.disconnected_at = time.monotonic()
+            self.gone.set()
+
+        self.c.on_disconnect = on_disconnect
+        self.started = False
+
+    def connect(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 0
+        self.c.connect("127.0.0.1", self.port, keepalive=30, clean_start=True, properties=props)
+        self.c.loop_start()
+        self.started = True
+        assert self.connack.get(timeout=5) == 0
+
+    def subscribe(self, topic: str) -> None:
+        self.c.subscribe(topic, 1)
+        self.subacks.get(timeout=5)
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        info = self.c.publish(topic, payload, 1)
+        info.wait_for_publish(5)
+        assert info.is_published()
+
+    def close(self) -> None:
+        if self.started:
+            self.started = False
+            try:
+                self.c.disconnect()
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+            self.c.loop_stop()
+
+
+def _node(tls_node, p: pki.TestPKI, *options: str) -> pki.TLSNode:
+    first = p.root.gencrl(p.dir / "first.pem")
+    return tls_node(p, crls={"root.pem": first}, options=options).start()
+
+
+def _revoke_and_publish(node: pki.TLSNode, p: pki.TestPKI, cert: pki.Cert) -> float:
+    p.root.revoke(cert)
+    crl = p.root.gencrl(p.dir / "second.pem")
+    return node.publish_crl("root.pem", crl)
+
+
+def test_12_connected_v5_client_is_disconnected_with_0x98(tls_node, own_pki):
+    p = own_pki
+    node = _node(tls_node, p)
+    bob, alice = V5Client(node, p.clients["bob"], "live-bob"), V5Client(node, p.clients["alice"], "live-alice")
+    try:
+        for c in (bob, alice):
+            c.connect()
+            c.subscribe("live/t")
+        alice.publish("live/t", b"before")
+        assert bob.messages.get(timeout=5) == b"before"
+        assert alice.messages.get(timeout=5) == b"before"
+
+        published = _revoke_and_publish(node, p, p.clients["bob"])
+        assert bob.gone.wait(3), "bob stayed connected after his certificate was revoked"
+        assert bob.disconnect_reason == 0x98, f"reason {bob.disconnect_reason!r}, expected 0x98 Administrative action"
+        assert bob.disconnected_at is not None and bob.disconnected_at - published <= 1.0, (
+            f"disconnected {bob.disconnected_at - published:.2f}s after the CRL was published (limit 1 s)")
+
+        # Alice is untouched: still connected, still served.
+        assert not alice.gone.is_set(), "alice was disconnected too"
+        alice.publish("live/t", b"after")
+        assert alice.messages.get(timeout=5) == b"after"
+
+        lines = node.wait_log(DISCONNECTED, tls__serial=p.clients["bob"].serial)
+        assert lines[0].fields.get("tls.subject") == "CN=bob", lines[0].raw
+        assert not node.lines_with(DISCONNECTED, tls__serial=p.clients["alice"].serial)
+        # And bob cannot come back.
+        assert node.s_client(p.clients["bob"]).alert == 44
+    finally:
+        bob.close()
+        alice.close()
+
+
+def test_12_connected_v311_client_is_closed(tls_node, own_pki):
+    p = own_pki
+    node = _node(tls_node, p)
+    bob = node.paho(p.clients["bob"], "live311-bob")
+    carol = node.paho(p.clients["carol"], "live311-carol")
+    assert bob.connect() == 0 and carol.connect() == 0
+    published = _revoke_and_publish(node, p, p.clients["bob"])
+    assert bob.disconnected.wait(3), "the 3.1.1 client stayed connected after its certificate was revoked"
+    assert time.monotonic() - published <= 1.5
+    assert not carol.disconnected.is_set(), "carol was disconnected too"
+    assert carol.subscribe("live311/t") == [1]
+
+
+def test_12_disconnect_revoked_false_keeps_connected_clients(tls_node, own_pki):
+    p = own_pki
+    node = _node(tls_node, p, "disconnect_revoked = false")
+    bob = V5Client(node, p.clients["bob"], "keep-bob")
+    try:
+        bob.connect()
+        bob.subscribe("keep/t")
+        _revoke_and_publish(node, p, p.clients["bob"])
+        time.sleep(1.5)
+        assert not bob.gone.is_set(), f"disconnected (reason {bob.disconnect_reason}) although disconnect_revoked = false"
+        bob.publish("keep/t", b"still here")
+        assert bob.messages.get(timeout=5) == b"still here"
+        assert not node.lines_with(DISCONNECTED)
+        # New handshakes are still checked.
+        assert node.s_client(p.clients["bob"]).alert == 44
+    finally:
+        bob.close()
