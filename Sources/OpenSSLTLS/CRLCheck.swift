@@ -26,9 +26,12 @@ final class CRLRegistry: @unchecked Sendable {
     }
 
     let records: [Int: Record]
+    /// Seconds a CRL past its nextUpdate is still accepted (`crl_fail_policy = grace`); nil: refused at once.
+    let staleGrace: Int64?
 
-    init(records: [Int: Record]) {
+    init(records: [Int: Record], staleGrace: Int64? = nil) {
         self.records = records
+        self.staleGrace = staleGrace
     }
 
     static func key(_ crl: OpaquePointer) -> Int {
@@ -122,7 +125,15 @@ enum CRLCheck {
                 return fail(X509_V_ERR_CRL_NOT_YET_VALID)
             }
             if let nextUpdate = record.nextUpdate, nextUpdate < now {
-                return fail(X509_V_ERR_CRL_HAS_EXPIRED)
+                guard let grace = registry.staleGrace, now - nextUpdate <= grace else {
+                    return fail(X509_V_ERR_CRL_HAS_EXPIRED)
+                }
+                // Grace: accepted on the last good CRL, never silently (the handler logs the handshake).
+                if let verification = TLSConnection.record(for: storeContext), verification.staleCRL == nil {
+                    verification.staleCRL = StaleCRLUse(
+                        issuerDN: ASN1Conversions.distinguishedName(X509_CRL_get_issuer(crl)),
+                        nextUpdate: nextUpdate, secondsPast: now - nextUpdate)
+                }
             }
         }
         return 1

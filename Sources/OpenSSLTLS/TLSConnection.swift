@@ -13,6 +13,15 @@ final class VerificationRecord {
     /// For "unable to get certificate CRL": the failing certificate's CRL distribution points, when it is
     /// provably issued by a trusted CA certificate (so that no forged certificate can make us fetch a URL).
     var missingCRLDistributionPoints: [String] = []
+    /// Set when a CRL past its nextUpdate was used under `crl_fail_policy = grace`.
+    var staleCRL: StaleCRLUse?
+}
+
+/// A handshake decided on a CRL past its nextUpdate, within the grace period.
+public struct StaleCRLUse: Sendable, Hashable {
+    public var issuerDN: String
+    public var nextUpdate: Int64
+    public var secondsPast: Int64
 }
 
 /// The outcome of a handshake step, in Swift terms: WANT_READ/WANT_WRITE mean incomplete, not failed.
@@ -72,6 +81,16 @@ final class TLSConnection {
 
     deinit {
         SSL_free(ssl)
+    }
+
+    /// The verification record of the connection a store context verifies for, if any.
+    static func record(for storeContext: OpaquePointer) -> VerificationRecord? {
+        guard let rawSSL = X509_STORE_CTX_get_ex_data(storeContext, SSL_get_ex_data_X509_STORE_CTX_idx()),
+              let rawRecord = SSL_get_ex_data(OpaquePointer(rawSSL), recordIndex)
+        else {
+            return nil
+        }
+        return Unmanaged<VerificationRecord>.fromOpaque(rawRecord).takeUnretainedValue()
     }
 
     /// The verify callback of every context: records the first failure on the connection being verified, and

@@ -301,7 +301,8 @@ public final class TLSContext: @unchecked Sendable {
             )
             crls.append(crl)
         }
-        let registry = CRLRegistry(records: records)
+        let registry = CRLRegistry(
+            records: records, staleGrace: configuration.crlStaleGrace.map { $0.components.seconds })
         guard configuration.usesOpenSSLDefaultCRLCheck || CRLCheck.install(on: store, registry: registry) else {
             throw .drained("X509_STORE_set_ex_data", "cannot install the CRL check")
         }

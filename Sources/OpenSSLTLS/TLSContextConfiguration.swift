@@ -47,6 +47,9 @@ public struct TLSContextConfiguration: Sendable {
     /// A DER OCSP response for the server certificate, stapled when a client sends status_request. The caller
     /// has checked it (`OCSP.validate`); the context staples it only until `ocspNextUpdate`.
     public var ocspResponseDER: [UInt8]?
+    /// `crl_fail_policy = grace`: a CRL past its nextUpdate is still used for this long after it (each such
+    /// handshake is logged); nil (`closed`): an expired CRL refuses its issuer's clients.
+    public var crlStaleGrace: Duration?
     /// The staple's nextUpdate (Unix seconds): from then on it is never stapled.
     public var ocspNextUpdate: Int64?
     /// The server certificate carries the TLS feature status_request (RFC 7633 must-staple): handshakes are

@@ -28,6 +28,8 @@ public struct TLSHandshakeCompleted: Sendable, Hashable {
     public var peer: PeerCertificate?
     /// Whether an earlier session (id or ticket) was resumed.
     public var isSessionResumed: Bool
+    /// Set when the client was accepted on a CRL past its nextUpdate (`crl_fail_policy = grace`).
+    public var staleCRL: StaleCRLUse?
 
     public init(protocolVersion: String, cipher: String, peer: PeerCertificate?, isSessionResumed: Bool) {
         self.protocolVersion = protocolVersion

@@ -219,12 +219,20 @@ public final class TLSServerHandler: ChannelDuplexHandler {
         case .complete:
             state = .active
             cancelTimeout()
-            let event = TLSHandshakeCompleted(
+            var event = TLSHandshakeCompleted(
                 protocolVersion: connection.negotiatedVersion,
                 cipher: connection.negotiatedCipher,
                 peer: connection.peerCertificate?.peerCertificate,
                 isSessionResumed: connection.isSessionResumed
             )
+            if let stale = connection.verification.staleCRL {
+                event.staleCRL = stale
+                logger.warning("client accepted on a CRL past its nextUpdate (crl_fail_policy = grace)", metadata: [
+                    "tls.subject": "\(event.peer?.subjectDN ?? "")", "tls.serial": "\(event.peer?.serialHex ?? "")",
+                    "tls.crl_issuer": "\(stale.issuerDN)", "revocation.next_update": "\(Timestamp.iso8601(stale.nextUpdate))",
+                    "revocation.stale_seconds": "\(stale.secondsPast)",
+                ])
+            }
             logger.debug("TLS handshake completed", metadata: [
                 "tls.version": "\(event.protocolVersion)",
                 "tls.cipher": "\(event.cipher)",

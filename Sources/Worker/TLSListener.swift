@@ -229,6 +229,7 @@ final class TLSListener: Sendable {
             crls: crls,
             ocspResponseDER: staple?.response.derBytes)
         configuration.ocspNextUpdate = staple.map { Self.stapleExpiry($0.response) }
+        configuration.crlStaleGrace = settings.crlFailPolicy == .grace ? settings.crlStaleGrace : nil
         configuration.requiresStaple = requiresStaple
         if let nextUpdate = configuration.ocspNextUpdate {
             configuration.onStapleExpired = {

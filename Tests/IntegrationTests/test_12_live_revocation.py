@@ -153,3 +153,45 @@ def test_12_disconnect_revoked_false_keeps_connected_clients(tls_node, own_pki):
         assert node.s_client(p.clients["bob"]).alert == 44
     finally:
         bob.close()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# crl_fail_policy: closed (default) refuses on an expired CRL; grace keeps using the last good one for a while,
+# logging every such handshake.
+
+STALE = "client accepted on a CRL past its nextUpdate (crl_fail_policy = grace)"
+
+
+def test_12_grace_policy_accepts_on_an_expired_crl_within_the_grace(tls_node, own_pki):
+    p = own_pki
+    p.root.revoke(p.clients["bob"])
+    expired = p.root.expired_crl(p.dir / "expired.pem")  # nextUpdate one hour ago
+    node = tls_node(p, crls={"root.pem": expired},
+                    options=["crl_fail_policy = grace", "crl_stale_grace = 2h"]).start()
+    r = node.s_client(p.clients["alice"])
+    assert r.accepted, f"alice refused although the expired CRL is within the grace period\n{r}"
+    line = node.wait_log(STALE, tls__serial=p.clients["alice"].serial)[0]
+    assert line.level == "warning", line.raw
+    assert int(line.fields.get("revocation.stale_seconds", "0")) >= 3600 - 60, line.raw
+    # The last good CRL still revokes.
+    assert node.s_client(p.clients["bob"]).alert == 44
+
+
+def test_12_grace_policy_refuses_once_the_grace_is_over(tls_node, own_pki):
+    p = own_pki
+    expired = p.root.expired_crl(p.dir / "expired.pem")
+    node = tls_node(p, crls={"root.pem": expired},
+                    options=["crl_fail_policy = grace", "crl_stale_grace = 30m"]).start()
+    r = node.s_client(p.clients["alice"])
+    assert r.refused, f"alice accepted an hour after nextUpdate with a 30 min grace\n{r}"
+    assert node.wait_log(pki.REFUSED, tls__reason="CRL has expired")
+    assert not node.lines_with(STALE)
+
+
+def test_12_closed_policy_refuses_on_an_expired_crl(tls_node, own_pki):
+    p = own_pki
+    expired = p.root.expired_crl(p.dir / "expired.pem")
+    node = tls_node(p, crls={"root.pem": expired}).start()
+    r = node.s_client(p.clients["alice"])
+    assert r.refused, f"alice accepted on an expired CRL with crl_fail_policy = closed\n{r}"
+    assert node.wait_log(pki.REFUSED, tls__reason="CRL has expired")
