@@ -8,6 +8,8 @@ public enum ChildMessage: Sendable, Equatable {
     case quit(deadlineSeconds: Int)
     /// Re-read the configuration snapshot at this path.
     case reload(configurationSnapshot: String)
+    /// Fetcher: fetch every CRL and OCSP response now (`gatehouse refresh`).
+    case refresh
 
     // Child → supervisor.
     /// The child is serving: a worker has bound every listener, a fetcher has started its loop.
@@ -20,6 +22,7 @@ public enum ChildMessage: Sendable, Equatable {
         case reload = 2
         case ready = 3
         case fatal = 4
+        case refresh = 5
     }
 
     /// The largest frame either side accepts; the channel carries commands, not data.
@@ -37,6 +40,9 @@ public enum ChildMessage: Sendable, Equatable {
             payload = Array(path.utf8)
         case .ready:
             kind = .ready
+            payload = []
+        case .refresh:
+            kind = .refresh
             payload = []
         case .fatal(let reason):
             kind = .fatal
@@ -93,6 +99,9 @@ public struct ChildMessageDecoder: Sendable {
             return .ready
         case .fatal:
             return .fatal(reason: text)
+        case .refresh:
+            guard payload.isEmpty else { throw .invalidPayload(kind: kindByte) }
+            return .refresh
         }
     }
 }

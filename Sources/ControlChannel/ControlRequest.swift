@@ -9,6 +9,7 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         case reload
         case restartFetcher = "restart-fetcher"
         case restartWorkers = "restart-workers"
+        case refresh
     }
 
     public var command: Command

@@ -482,6 +482,8 @@ public final class FetcherService {
                         return 0
                     case .reload(let snapshot):
                         reload(snapshot: snapshot)
+                    case .refresh:
+                        refreshAll()
                     case .ready, .fatal:
                         break
                     }
@@ -491,6 +493,15 @@ public final class FetcherService {
                 return 1
             }
         }
+    }
+
+    /// `gatehouse refresh`: every item is due now (one already downloading is not started twice).
+    private func refreshAll() {
+        let now = FetchJob.wallClock()
+        for key in items.keys {
+            items[key]?.due = now
+        }
+        logger.info("refresh requested: fetching everything now", metadata: ["fetch.items": "\(items.count)"])
     }
 
     private func reload(snapshot: String) {

@@ -8,7 +8,8 @@ struct Gatehouse: ParsableCommand {
         commandName: "gatehouse",
         abstract: "An MQTT broker whose TLS gate never lets a revoked certificate in.",
         subcommands: [
-            StartCommand.self, StopCommand.self, StatusCommand.self, ReloadCommand.self, RestartCommand.self,
+            StartCommand.self, StopCommand.self, StatusCommand.self, ReloadCommand.self, RefreshCommand.self,
+            RestartCommand.self,
             PasswdCommand.self, VersionCommand.self, WorkerCommand.self, FetcherCommand.self,
         ]
     )

@@ -130,6 +130,19 @@ struct StatusCommand: ParsableCommand {
     }
 }
 
+struct RefreshCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "refresh", abstract: "Make the fetcher fetch every CRL and OCSP response now.")
+
+    @OptionGroup var options: ConfigOption
+
+    func run() throws {
+        let response = try request(.refresh, options: options)
+        Console.out(response.message ?? (response.ok ? "ok" : "failed"))
+        if !response.ok { throw ExitCode(1) }
+    }
+}
+
 struct ReloadCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reload",

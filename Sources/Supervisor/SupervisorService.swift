@@ -190,7 +190,7 @@ public final class SupervisorService {
                 }
             case .fatal(let reason):
                 logger.error("child reported a fatal error", metadata: ["child.pid": "\(link.pid)", "error": "\(reason)"])
-            case .quit, .reload:
+            case .quit, .reload, .refresh:
                 logger.warning("unexpected message from child", metadata: ["child.pid": "\(link.pid)"])
             }
         }
@@ -412,6 +412,14 @@ public final class SupervisorService {
             logger.info("worker restart requested")
             perform(machine.restartWorkers(now: now))
             return (ControlResponse(ok: true, message: "workers restarting"), nil)
+        case .refresh:
+            let fetchers = machine.slots.filter { $0.key.role == .fetcher }.compactMap { $0.value.current?.pid }
+            guard !fetchers.isEmpty else {
+                return (ControlResponse(ok: false, message: "no fetcher is running"), nil)
+            }
+            logger.info("refresh requested", metadata: ["requested_by": "control socket"])
+            perform(fetchers.map { .send($0, .refresh) })
+            return (ControlResponse(ok: true, message: "the fetcher is fetching every CRL and OCSP response now"), nil)
         }
     }
 

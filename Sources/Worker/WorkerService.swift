@@ -273,7 +273,7 @@ public final class WorkerService: Sendable {
             quit(deadline: budget, reason: "asked by the supervisor")
         case .reload(let snapshot):
             reload(snapshot: snapshot)
-        case .ready, .fatal:
+        case .ready, .fatal, .refresh:
             break
         }
     }

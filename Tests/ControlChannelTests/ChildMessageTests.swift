@@ -5,7 +5,7 @@ import Testing
 @Suite struct ChildMessageTests {
     static let samples: [ChildMessage] = [
         .quit(deadlineSeconds: 15), .quit(deadlineSeconds: 0), .reload(configurationSnapshot: "/run/gatehouse.conf.active"),
-        .ready, .fatal(reason: "cannot listen on 127.0.0.1:1883: address already in use"),
+        .ready, .refresh, .fatal(reason: "cannot listen on 127.0.0.1:1883: address already in use"),
     ]
 
     @Test(arguments: samples)
@@ -18,6 +18,7 @@ import Testing
 
     @Test func readyIsFiveBytes() {
         #expect(ChildMessage.ready.encoded() == [0, 0, 0, 1, 3])
+        #expect(ChildMessage.refresh.encoded() == [0, 0, 0, 1, 5])
     }
 
     @Test func decodesMessagesSplitAtEveryByte() throws {

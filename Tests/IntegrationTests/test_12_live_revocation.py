@@ -195,3 +195,33 @@ def test_12_closed_policy_refuses_on_an_expired_crl(tls_node, own_pki):
     r = node.s_client(p.clients["alice"])
     assert r.refused, f"alice accepted on an expired CRL with crl_fail_policy = closed\n{r}"
     assert node.wait_log(pki.REFUSED, tls__reason="CRL has expired")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# `gatehouse refresh`: the fetcher fetches everything now, whatever the schedule says.
+
+
+def test_12_refresh_command_fetches_now(tls_node, own_pki):
+    import revocation_servers as rs
+
+    p = own_pki
+    server = rs.CRLServer()
+    try:
+        served = p.dir / "served.pem"
+        p.root.gencrl(served)
+        url = server.serve("/root.crl", served)
+        node = tls_node(p, options=[f"crl_cache_urls = {url}"]).start()  # default interval: 15 minutes
+        node.wait_log("CRL published", timeout=10, fetch__url=url)
+        assert node.s_client(p.clients["bob"]).accepted
+
+        p.root.revoke(p.clients["bob"])
+        p.root.gencrl(served)
+        before = server.count("/root.crl")
+        cp = node.b.cli("refresh")
+        assert cp.returncode == 0, cp.stderr
+        assert "fetching" in cp.stdout, cp.stdout
+        node.wait_log("CRL published", more_than=1, timeout=5, fetch__url=url)
+        assert server.count("/root.crl") == before + 1, server.describe()
+        node.wait_refused(p.clients["bob"], since=time.monotonic(), within=3)
+    finally:
+        server.stop()
