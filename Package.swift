@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/groue/GRDB.swift", exact: "7.10.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
     ],
     targets: [
         // MARK: C libraries and shims
@@ -58,7 +59,7 @@ let package = Package(
             name: "Supervisor",
             dependencies: [
                 "BrokerConfiguration", "ControlChannel", "ProcessSupport", "RevocationCache", "MQTTBroker", "OpenSSLTLS",
-                "BrokerStore",
+                "BrokerStore", .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -16,6 +16,8 @@ public enum ChildMessage: Sendable, Equatable {
     case ready
     /// A child could not start and should not be respawned quickly (e.g. a listener address is unusable).
     case fatal(reason: String)
+    /// The child's counters (JSON of `ChildStatistics`), about once a second, for `status` and the metrics.
+    case statistics(json: String)
 
     enum Kind: UInt8 {
         case quit = 1
@@ -23,6 +25,7 @@ public enum ChildMessage: Sendable, Equatable {
         case ready = 3
         case fatal = 4
         case refresh = 5
+        case statistics = 6
     }
 
     /// The largest frame either side accepts; the channel carries commands, not data.
@@ -44,6 +47,9 @@ public enum ChildMessage: Sendable, Equatable {
         case .refresh:
             kind = .refresh
             payload = []
+        case .statistics(let json):
+            kind = .statistics
+            payload = Array(json.utf8.prefix(Self.maximumFrameSize - 1))
         case .fatal(let reason):
             kind = .fatal
             payload = Array(reason.utf8.prefix(Self.maximumFrameSize - 1))
@@ -102,6 +108,8 @@ public struct ChildMessageDecoder: Sendable {
         case .refresh:
             guard payload.isEmpty else { throw .invalidPayload(kind: kindByte) }
             return .refresh
+        case .statistics:
+            return .statistics(json: text)
         }
     }
 }

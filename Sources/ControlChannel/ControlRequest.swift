@@ -45,6 +45,8 @@ public struct StatusReport: Codable, Sendable, Equatable {
         public var uptimeSeconds: Double
         public var restarts: Int
         public var lastExit: String?
+        /// What the child last reported (workers and the fetcher), if anything yet.
+        public var statistics: ChildStatistics?
 
         public init(
             role: String, slot: Int, pid: Int32, state: String, uptimeSeconds: Double, restarts: Int,
@@ -60,7 +62,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
         }
 
         enum CodingKeys: String, CodingKey {
-            case role, slot, pid, state, restarts
+            case role, slot, pid, state, restarts, statistics
             case uptimeSeconds = "uptime_seconds"
             case lastExit = "last_exit"
         }
@@ -75,6 +77,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
             try container.encode(uptimeSeconds, forKey: .uptimeSeconds)
             try container.encode(restarts, forKey: .restarts)
             try container.encode(lastExit, forKey: .lastExit)
+            try container.encodeIfPresent(statistics, forKey: .statistics)
         }
     }
 

@@ -32,6 +32,8 @@ public final class FetcherService {
     private var items: [String: Item] = [:]
     private var inFlight = 0
     private var watcher: CacheWatcher?
+    private var counters = ChildStatistics()
+    private var lastStatisticsAt = MonotonicInstant.now()
 
     static let maximumConcurrentJobs = 4
     /// Reported distribution points kept at most (a bound on what client certificates can make us fetch).
@@ -139,6 +141,10 @@ public final class FetcherService {
             }
             if delivered.requestsChanged {
                 takeRequests(now: FetchJob.wallClock())
+            }
+            if MonotonicInstant.now().duration(since: lastStatisticsAt) >= .seconds(1) {
+                lastStatisticsAt = .now()
+                try? FileDescriptor.writeAll(link, ChildMessage.statistics(json: counters.encodedJSON()).encoded())
             }
         }
     }
@@ -276,6 +282,7 @@ public final class FetcherService {
         }
         switch result.outcome {
         case .published(let details):
+            counters.fetchPublished += 1
             item.due = now + schedule.delayAfterSuccess(
                 now: now, thisUpdate: item.metadata.thisUpdate, nextUpdate: item.metadata.nextUpdate)
             fields["fetch.file"] = "\(details.path)"
@@ -297,6 +304,7 @@ public final class FetcherService {
                 report = { $0.info("OCSP response published", metadata: fields) }
             }
         case .notModified(let status):
+            counters.fetchNotModified += 1
             item.due = now + schedule.delayAfterSuccess(
                 now: now, thisUpdate: item.metadata.thisUpdate, nextUpdate: item.metadata.nextUpdate)
             fields["fetch.http_status"] = "\(status)"
@@ -306,6 +314,7 @@ public final class FetcherService {
             case .ocsp: report = { $0.info("OCSP response not modified", metadata: fields) }
             }
         case .failed(let failure):
+            counters.fetchFailed += 1
             let delay = schedule.delayAfterFailure(
                 failures: item.metadata.consecutiveFailures, jitter: Double.random(in: -1...1))
             item.due = now + delay
@@ -445,7 +454,7 @@ public final class FetcherService {
     private func pollTimeout(now: Double) -> Int32 {
         let next = items.values.filter { !$0.isRunning }.map(\.due).min() ?? (now + 60)
         let milliseconds = (next - now) * 1000
-        return Int32(max(0, min(60_000, milliseconds.rounded(.up))))
+        return Int32(max(0, min(1000, milliseconds.rounded(.up))))
     }
 
     private static func rounded(_ seconds: Double) -> String {
@@ -484,7 +493,7 @@ public final class FetcherService {
                         reload(snapshot: snapshot)
                     case .refresh:
                         refreshAll()
-                    case .ready, .fatal:
+                    case .ready, .fatal, .statistics:
                         break
                     }
                 }

@@ -84,6 +84,25 @@ struct StatusCommand: ParsableCommand {
             ]
         }
         Self.printTable(header: header, rows: rows)
+        let reporting = report.processes.filter { $0.role == "worker" && $0.statistics != nil }
+        if !reporting.isEmpty {
+            Console.out("")
+            var table: [[String]] = []
+            for process in reporting {
+                guard let statistics = process.statistics else { continue }
+                let tls = statistics.listeners.map { listener in
+                    let refused = listener.refusals.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+                    return "\(listener.listener) generation \(listener.revocationGeneration), \(listener.crls) CRL(s), "
+                        + "\(listener.revokedEntries) revoked, refused: \(refused.isEmpty ? "none" : refused.joined(separator: " "))"
+                        + (listener.revokedDisconnected > 0 ? ", disconnected revoked: \(listener.revokedDisconnected)" : "")
+                }
+                table.append([
+                    "\(process.slot)", "\(statistics.connections)", "\(statistics.messagesReceived)",
+                    "\(statistics.messagesSent)", tls.isEmpty ? "-" : tls.joined(separator: "; "),
+                ])
+            }
+            Self.printTable(header: ["WORKER", "CONNECTIONS", "MSGS IN", "MSGS OUT", "TLS"], rows: table)
+        }
         if !report.stapling.isEmpty {
             Console.out("")
             Self.printTable(

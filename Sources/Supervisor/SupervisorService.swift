@@ -23,6 +23,10 @@ public final class SupervisorService {
     private var controlListener: Int32 = -1
     private var pidFile: PidFile?
     private var links: [pid_t: ChildLink] = [:]
+    /// `node.metrics_listener`, or -1 when off (or its address could not be bound: logged, not fatal).
+    private var metricsListener: Int32 = -1
+    /// The last statistics each running child reported.
+    private var childStatistics: [pid_t: ChildStatistics] = [:]
     private var controlClients: [Int32: ControlClient] = [:]
     private let startedAt = MonotonicInstant.now()
     private var exitCode: Int32?
@@ -77,12 +81,23 @@ public final class SupervisorService {
                 "listeners": "\(configuration.listeners.map { "\($0.identifier)@\($0.address)" }.joined(separator: ","))",
                 "control_socket": "\(paths.controlSocket)",
             ])
+        if let address = configuration.node.metricsListener {
+            do {
+                metricsListener = try MetricsEndpoint.listen(on: address)
+                logger.info("metrics endpoint listening", metadata: ["address": "\(address)", "path": "/metrics"])
+            } catch {
+                logger.error("cannot open the metrics endpoint; running without it", metadata: [
+                    "address": "\(address)", "error": "\(error)",
+                ])
+            }
+        }
         perform(machine.start(workers: configuration.node.workerProcesses, now: .now()))
 
         while exitCode == nil {
             pollOnce()
         }
         if controlListener >= 0 { close(controlListener) }
+        if metricsListener >= 0 { close(metricsListener) }
         unlink(paths.controlSocket)
         pidFile?.remove()
         logger.info("supervisor exiting", metadata: ["code": "\(exitCode ?? 0)"])
@@ -95,6 +110,7 @@ public final class SupervisorService {
         var descriptors: [pollfd] = [
             pollfd(fd: signals.fileDescriptor, events: Int16(POLLIN), revents: 0),
             pollfd(fd: controlListener, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: metricsListener, events: Int16(POLLIN), revents: 0),
         ]
         let linkList = Array(links.values)
         descriptors += linkList.map { pollfd(fd: $0.fileDescriptor, events: Int16(POLLIN), revents: 0) }
@@ -113,10 +129,15 @@ public final class SupervisorService {
 
         if descriptors[0].revents != 0 { handleSignals() }
         if descriptors[1].revents != 0 { acceptControlClients() }
-        for (index, link) in linkList.enumerated() where descriptors[2 + index].revents != 0 {
+        if metricsListener >= 0, descriptors[2].revents != 0 {
+            MetricsEndpoint.serve(metricsListener) {
+                MetricsEndpoint.render(statusReport(now: .now()), now: Date().timeIntervalSince1970)
+            }
+        }
+        for (index, link) in linkList.enumerated() where descriptors[3 + index].revents != 0 {
             handleLink(link)
         }
-        let clientBase = 2 + linkList.count
+        let clientBase = 3 + linkList.count
         for (index, client) in clientList.enumerated() where descriptors[clientBase + index].revents != 0 {
             handleControlClient(client)
         }
@@ -149,6 +170,7 @@ public final class SupervisorService {
             let exit = ExitStatus(waitStatus: status)
             let owner = machine.owner(of: pid)
             links.removeValue(forKey: pid)?.close()
+            childStatistics.removeValue(forKey: pid)
             let now = MonotonicInstant.now()
             let wasRunning = machine.phase == .running
             let actions = machine.childExited(pid: pid, status: exit, now: now)
@@ -190,6 +212,10 @@ public final class SupervisorService {
                 }
             case .fatal(let reason):
                 logger.error("child reported a fatal error", metadata: ["child.pid": "\(link.pid)", "error": "\(reason)"])
+            case .statistics(let json):
+                if let statistics = ChildStatistics.decode(json: json) {
+                    childStatistics[link.pid] = statistics
+                }
             case .quit, .reload, .refresh:
                 logger.warning("unexpected message from child", metadata: ["child.pid": "\(link.pid)"])
             }
@@ -453,6 +479,9 @@ public final class SupervisorService {
                     role: retiring.slot.role.rawValue, slot: retiring.slot.index, pid: retiring.pid, state: "draining",
                     uptimeSeconds: now.duration(since: retiring.startedAt).seconds,
                     restarts: machine.slots[retiring.slot]?.restarts ?? 0, lastExit: nil))
+        }
+        for index in processes.indices where processes[index].pid != 0 {
+            processes[index].statistics = childStatistics[processes[index].pid]
         }
         let layout = CacheLayout(root: loaded.configuration.node.cacheDirectory)
         return StatusReport(

@@ -174,6 +174,7 @@ public final class WorkerService: Sendable {
             state.servers = servers
             return state.isQuitting
         }
+        reportStatistics(every: .seconds(1), link: link, broker: broker, tls: Array(tlsListeners.values))
         if alreadyQuitting {
             for server in servers { server.close(promise: nil) }
         } else {
@@ -188,6 +189,31 @@ public final class WorkerService: Sendable {
         clusterStopped = true
         try? group.syncShutdownGracefully()
         return code
+    }
+
+    /// Sends the supervisor this worker's counters now and then every `interval` (for `status` and the metrics).
+    private func reportStatistics(
+        every interval: TimeAmount, link: any Channel, broker: NIOLoopBound<Broker>, tls: [TLSListener]
+    ) {
+        let connections = self.connections
+        loop.scheduleRepeatedTask(initialDelay: .zero, delay: interval) { _ in
+            var statistics = ChildStatistics()
+            let counters = broker.value.statistics
+            statistics.connections = connections.count
+            statistics.messagesReceived = counters.messagesReceived
+            statistics.messagesSent = counters.messagesSent
+            statistics.messagesDropped = counters.messagesDropped
+            statistics.listeners = tls.sorted { $0.listener.identifier < $1.listener.identifier }.map { listener in
+                let context = listener.currentContext
+                return ChildStatistics.Listener(
+                    listener: listener.listener.identifier, revocationGeneration: listener.generation,
+                    crls: context.crls.count, revokedEntries: context.crls.reduce(0) { $0 + $1.revokedCount },
+                    refusals: listener.refusals.snapshot,
+                    revokedDisconnected: listener.liveCertificates.disconnectedCount.withLockedValue { $0 },
+                    liveCertificates: listener.liveCertificates.count)
+            }
+            link.writeAndFlush(ByteBuffer(bytes: ChildMessage.statistics(json: statistics.encodedJSON()).encoded()), promise: nil)
+        }
     }
 
     private func makeBroker(access: AccessPolicy) throws -> NIOLoopBound<Broker> {
@@ -273,7 +299,7 @@ public final class WorkerService: Sendable {
             quit(deadline: budget, reason: "asked by the supervisor")
         case .reload(let snapshot):
             reload(snapshot: snapshot)
-        case .ready, .fatal, .refresh:
+        case .ready, .fatal, .refresh, .statistics:
             break
         }
     }

@@ -5,7 +5,8 @@ import Testing
 @Suite struct ChildMessageTests {
     static let samples: [ChildMessage] = [
         .quit(deadlineSeconds: 15), .quit(deadlineSeconds: 0), .reload(configurationSnapshot: "/run/gatehouse.conf.active"),
-        .ready, .refresh, .fatal(reason: "cannot listen on 127.0.0.1:1883: address already in use"),
+        .ready, .refresh, .statistics(json: "{\"connections\":3}"),
+        .fatal(reason: "cannot listen on 127.0.0.1:1883: address already in use"),
     ]
 
     @Test(arguments: samples)

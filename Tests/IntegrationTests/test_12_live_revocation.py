@@ -225,3 +225,64 @@ def test_12_refresh_command_fetches_now(tls_node, own_pki):
         node.wait_refused(p.clients["bob"], since=time.monotonic(), within=3)
     finally:
         server.stop()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Operator view: `status --json` per-worker figures, and the Prometheus endpoint aggregated over the processes.
+
+
+def _scrape(port: int) -> dict[str, float]:
+    """GET /metrics with curl; {'name{labels}': value}."""
+    import subprocess
+
+    out = subprocess.run(["curl", "-s", "--max-time", "5", f"http://127.0.0.1:{port}/metrics"],
+                         capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0, out.stderr
+    samples = {}
+    for line in out.stdout.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, value = line.rsplit(" ", 1)
+        samples[name] = float(value)
+    return samples
+
+
+def test_12_status_and_metrics_show_revocation_figures(tls_node, own_pki):
+    import harness
+
+    p = own_pki
+    metrics_port = harness.free_port()
+    first = p.root.gencrl(p.dir / "first.pem")
+    node = tls_node(p, crls={"root.pem": first})
+    node.lines = [l if not l.startswith("node.metrics_listener") else f"node.metrics_listener = 127.0.0.1:{metrics_port}"
+                  for l in node.lines]
+    node.start()
+    bob = V5Client(node, p.clients["bob"], "metrics-bob")
+    try:
+        bob.connect()
+        _revoke_and_publish(node, p, p.clients["bob"])
+        assert bob.gone.wait(3)
+        assert node.s_client(p.clients["bob"]).alert == 44  # one refusal: certificate revoked
+
+        listener = f"ssl:{pki.LISTENER}"
+        deadline = time.monotonic() + 5
+        while True:
+            status = node.b.status()
+            workers = [w for w in status["processes"] if w["role"] == "worker" and w.get("statistics")]
+            tls = workers[0]["statistics"]["listeners"][0] if workers else {}
+            if tls.get("refusals", {}).get("certificate revoked") == 1 and tls.get("revoked_disconnected") == 1:
+                break
+            assert time.monotonic() < deadline, f"status never showed the refusal and the disconnect: {status}"
+            time.sleep(0.2)
+        assert tls["listener"] == listener and tls["revocation_generation"] >= 2 and tls["revoked_entries"] == 1, tls
+
+        samples = _scrape(metrics_port)
+        assert samples.get("gatehouse_workers") == 1, samples
+        key = f'gatehouse_tls_handshakes_refused_total{{listener="{listener}",reason="certificate revoked"}}'
+        assert samples.get(key) == 1, f"{key} missing or wrong: {samples}"
+        assert samples.get(f'gatehouse_revoked_clients_disconnected_total{{listener="{listener}"}}') == 1, samples
+        assert samples.get(f'gatehouse_crl_revoked_entries{{listener="{listener}"}}') == 1, samples
+        assert samples.get('gatehouse_child_restarts_total{role="worker"}') == 0, samples
+        assert "gatehouse_messages_received_total" in samples and "gatehouse_connections" in samples, samples
+    finally:
+        bob.close()
