@@ -98,6 +98,13 @@ public struct StatusReport: Codable, Sendable, Equatable {
         public var crlNumber: String?
         public var lastError: String?
         public var consecutiveFailures: Int
+        public var thisUpdate: Double?
+        /// CRL: issuer and revoked entries. OCSP: certificate, status, producedAt.
+        public var issuer: String?
+        public var entries: Int?
+        public var certificate: String?
+        public var certStatus: String?
+        public var producedAt: Double?
 
         public init(
             kind: String, url: String, origin: String, listener: String?, published: Bool, fetchedAt: Double?,
@@ -125,6 +132,10 @@ public struct StatusReport: Codable, Sendable, Equatable {
             case crlNumber = "crl_number"
             case lastError = "last_error"
             case consecutiveFailures = "consecutive_failures"
+            case thisUpdate = "this_update"
+            case issuer, entries, certificate
+            case certStatus = "cert_status"
+            case producedAt = "produced_at"
         }
     }
 

@@ -129,6 +129,8 @@ struct FetchJob: Sendable {
         updated.thisUpdate = accepted.thisUpdate.map(Double.init)
         updated.nextUpdate = accepted.nextUpdate.map(Double.init)
         updated.crlNumber = accepted.number
+        updated.issuer = accepted.crl.issuerDN
+        updated.entries = accepted.crl.revokedCount
         updated.etag = response.etag
         updated.lastModified = response.lastModified
         updated.sha256 = Digest.sha256Hex(accepted.der)
@@ -190,6 +192,9 @@ struct FetchJob: Sendable {
         updated.thisUpdate = Double(verified.thisUpdate)
         updated.nextUpdate = verified.nextUpdate.map(Double.init)
         updated.sha256 = Digest.sha256Hex(body)
+        updated.certificate = "\(target.certificate.subjectDN) serial \(verified.serialHex)"
+        updated.certStatus = "good"
+        updated.producedAt = verified.producedAt.map(Double.init)
         updated.publishedAt = Self.wallClock()
         updated.fetchedAt = now
         updated.lastError = nil

@@ -42,6 +42,13 @@ public struct CacheItemMetadata: Codable, Sendable, Equatable {
     public var sha256: String?
     public var lastAttempt: Double?
     public var lastError: String?
+    /// CRL: its issuer and revoked-entry count. OCSP: the certificate it is about (subject, serial), its status
+    /// and producedAt.
+    public var issuer: String?
+    public var entries: Int?
+    public var certificate: String?
+    public var certStatus: String?
+    public var producedAt: Double?
     public var consecutiveFailures: Int
     public var nextAttempt: Double?
 
@@ -67,6 +74,9 @@ public struct CacheItemMetadata: Codable, Sendable, Equatable {
         case lastError = "last_error"
         case consecutiveFailures = "consecutive_failures"
         case nextAttempt = "next_attempt"
+        case issuer, entries, certificate
+        case certStatus = "cert_status"
+        case producedAt = "produced_at"
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -89,6 +99,11 @@ public struct CacheItemMetadata: Codable, Sendable, Equatable {
         try container.encode(lastError, forKey: .lastError)
         try container.encode(consecutiveFailures, forKey: .consecutiveFailures)
         try container.encode(nextAttempt, forKey: .nextAttempt)
+        try container.encode(issuer, forKey: .issuer)
+        try container.encode(entries, forKey: .entries)
+        try container.encode(certificate, forKey: .certificate)
+        try container.encode(certStatus, forKey: .certStatus)
+        try container.encode(producedAt, forKey: .producedAt)
     }
 
     /// Reads a sidecar; nil when it is missing or not ours.

@@ -18,12 +18,19 @@ enum RevocationStatus {
             .filter { $0.hasSuffix(".json") && !CacheWatcher.isTemporary($0) }
             .compactMap { CacheItemMetadata.read(layout.metadataDirectory + "/" + $0) }
             .map { metadata in
-                StatusReport.CacheItem(
+                var item = StatusReport.CacheItem(
                     kind: metadata.kind.rawValue, url: metadata.sourceURL, origin: metadata.origin.rawValue,
                     listener: metadata.listener, published: isPublished(metadata, layout: layout),
                     fetchedAt: metadata.fetchedAt, nextUpdate: metadata.nextUpdate,
                     nextAttempt: metadata.nextAttempt, crlNumber: metadata.crlNumber, lastError: metadata.lastError,
                     consecutiveFailures: metadata.consecutiveFailures)
+                item.thisUpdate = metadata.thisUpdate
+                item.issuer = metadata.issuer
+                item.entries = metadata.entries
+                item.certificate = metadata.certificate
+                item.certStatus = metadata.certStatus
+                item.producedAt = metadata.producedAt
+                return item
             }
     }
 

@@ -6,7 +6,7 @@ import Testing
     static let allKeys: Set<String> = [
         "kind", "source_url", "origin", "listener", "file", "fetched_at", "published_at", "this_update",
         "next_update", "crl_number", "etag", "last_modified", "sha256", "last_attempt", "last_error",
-        "consecutive_failures", "next_attempt",
+        "consecutive_failures", "next_attempt", "issuer", "entries", "certificate", "cert_status", "produced_at",
     ]
 
     func full() -> CacheItemMetadata {
@@ -25,6 +25,11 @@ import Testing
         metadata.lastError = "HTTP 500 \"quoted\" / ü"
         metadata.consecutiveFailures = 3
         metadata.nextAttempt = 1_764_400_060.125
+        metadata.issuer = "CN=Root,O=Example"
+        metadata.entries = 1_000_000
+        metadata.certificate = "CN=localhost serial 1F"
+        metadata.certStatus = "good"
+        metadata.producedAt = 1_764_399_500
         return metadata
     }
 
@@ -70,7 +75,8 @@ import Testing
         let nulls = Set(json.filter { $0.value is NSNull }.keys)
         #expect(nulls == [
             "listener", "fetched_at", "published_at", "this_update", "next_update", "crl_number", "etag",
-            "last_modified", "sha256", "last_attempt", "last_error", "next_attempt",
+            "last_modified", "sha256", "last_attempt", "last_error", "next_attempt", "issuer", "entries", "certificate",
+            "cert_status", "produced_at",
         ])
         #expect((json["consecutive_failures"] as? NSNumber)?.intValue == 0)
         #expect(CacheItemMetadata.read(path) == metadata)

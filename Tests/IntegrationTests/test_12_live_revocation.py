@@ -286,3 +286,54 @@ def test_12_status_and_metrics_show_revocation_figures(tls_node, own_pki):
         assert "gatehouse_messages_received_total" in samples and "gatehouse_connections" in samples, samples
     finally:
         bob.close()
+
+
+def _short_lived_crl_node(tls_node, p: pki.TestPKI, server, *options: str) -> tuple[pki.TLSNode, str, float]:
+    """A node fetching a CRL that expires 6 s after it is made; returns (node, url, nextUpdate as epoch)."""
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone.utc)
+    next_update = now + timedelta(seconds=6)
+    served = p.dir / f"short-{len(options)}.pem"
+    p.root.gencrl(served, last_update=now - timedelta(minutes=1), next_update=next_update)
+    url = server.serve(f"/short-{len(options)}.crl", served)
+    node = tls_node(p, options=[f"crl_cache_urls = {url}", *options],
+                    extra=["node.fetch_refresh_floor = 1s", "crl_cache_http_timeout = 1s"]).start()
+    node.wait_log("CRL published", timeout=10, fetch__url=url)
+    return node, url, next_update.timestamp()
+
+
+def test_12_fail_policies_with_the_ca_down_and_an_expiring_crl(tls_node, own_pki):
+    """The CA's server stops and the fetched CRL (short validity) passes its nextUpdate: `closed` refuses with
+    "CRL has expired", `grace` keeps accepting on it with a warning per handshake. `status --json` shows the cached
+    CRL as the fetcher holds it."""
+    import revocation_servers as rs
+
+    p = own_pki
+    server = rs.CRLServer()
+    try:
+        closed, closed_url, expires = _short_lived_crl_node(tls_node, p, server)
+        grace, grace_url, _ = _short_lived_crl_node(
+            tls_node, p, server, "crl_fail_policy = grace", "crl_stale_grace = 1h")
+        alice = p.clients["alice"]
+        assert closed.s_client(alice).accepted and grace.s_client(alice).accepted
+
+        item = next(i for i in closed.b.status()["cache"] if i["url"] == closed_url)
+        assert item["published"] and item["origin"] == "configured", item
+        assert item["issuer"] == "CN=Gatehouse Test Root CA,O=Gatehouse Tests", item
+        assert item["entries"] == 0 and item["crl_number"] is not None, item
+        assert abs(item["next_update"] - expires) < 2 and item["this_update"] < item["next_update"], item
+
+        server.stop()  # the CA is down from now on
+        time.sleep(max(0.0, expires - time.time()) + 1.5)
+        r = closed.s_client(alice)
+        assert r.refused, f"closed policy accepted on an expired CRL\n{r}"
+        assert closed.wait_log(pki.REFUSED, tls__reason="CRL has expired")
+        r = grace.s_client(alice)
+        assert r.accepted, f"grace policy refused within the grace period\n{r}"
+        assert grace.wait_log("client accepted on a CRL past its nextUpdate (crl_fail_policy = grace)",
+                              tls__serial=alice.serial)
+        # The fetcher keeps trying and says so; the last good CRL stays.
+        assert closed.wait_log("fetch failed", timeout=10, fetch__url=closed_url)
+    finally:
+        server.stop()
