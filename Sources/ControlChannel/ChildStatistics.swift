@@ -16,6 +16,9 @@ public struct ChildStatistics: Codable, Sendable, Equatable {
         public var revokedDisconnected: Int
         /// Open connections with a verified client certificate.
         public var liveCertificates: Int
+        /// Completed handshakes, and those decided on a CRL past its nextUpdate (`crl_fail_policy = grace`).
+        public var handshakes = 0
+        public var acceptedOnStaleCRL = 0
 
         public init(
             listener: String, revocationGeneration: Int, crls: Int, revokedEntries: Int, refusals: [String: Int],
@@ -36,6 +39,8 @@ public struct ChildStatistics: Codable, Sendable, Equatable {
             case revokedEntries = "revoked_entries"
             case revokedDisconnected = "revoked_disconnected"
             case liveCertificates = "live_certificates"
+            case handshakes
+            case acceptedOnStaleCRL = "accepted_on_stale_crl"
         }
     }
 

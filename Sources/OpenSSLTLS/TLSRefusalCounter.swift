@@ -4,6 +4,20 @@ import Synchronization
 /// Shared by every connection of a worker; Sendable, lock-protected. Each update is one short critical section.
 public final class TLSRefusalCounter: Sendable {
     private let counts = Mutex<[String: Int]>([:])
+    private let accepted = Mutex<(completed: Int, onStaleCRL: Int)>((0, 0))
+
+    /// Handshakes that completed, and those of them decided on a CRL past its nextUpdate (grace policy).
+    public var completed: (total: Int, onStaleCRL: Int) {
+        accepted.withLock { ($0.completed, $0.onStaleCRL) }
+    }
+
+    /// Adds one completed handshake.
+    public func countCompleted(onStaleCRL: Bool) {
+        accepted.withLock {
+            $0.completed += 1
+            if onStaleCRL { $0.onStaleCRL += 1 }
+        }
+    }
 
     public init() {}
 

@@ -225,6 +225,7 @@ public final class TLSServerHandler: ChannelDuplexHandler {
                 peer: connection.peerCertificate?.peerCertificate,
                 isSessionResumed: connection.isSessionResumed
             )
+            refusals.countCompleted(onStaleCRL: connection.verification.staleCRL != nil)
             if let stale = connection.verification.staleCRL {
                 event.staleCRL = stale
                 logger.warning("client accepted on a CRL past its nextUpdate (crl_fail_policy = grace)", metadata: [

@@ -114,6 +114,8 @@ enum MetricsEndpoint {
             descriptor: descriptor("messages_dropped", "total", "Messages dropped from full session queues"), labels: []
         ).increment(by: Int64(statistics.reduce(0) { $0 + $1.messagesDropped }))
 
+        var handshakes: [String: Int] = [:]
+        var staleAccepted: [String: Int] = [:]
         var refusals: [[String]: Int] = [:]
         var disconnected: [String: Int] = [:]
         var reloads: [String: Int] = [:]
@@ -124,6 +126,8 @@ enum MetricsEndpoint {
                     refusals[[listener.listener, reason], default: 0] += count
                 }
                 disconnected[listener.listener, default: 0] += listener.revokedDisconnected
+                handshakes[listener.listener, default: 0] += listener.handshakes
+                staleAccepted[listener.listener, default: 0] += listener.acceptedOnStaleCRL
                 reloads[listener.listener, default: 0] += max(0, listener.revocationGeneration - 1)
                 entries[listener.listener] = max(entries[listener.listener] ?? 0, listener.revokedEntries)
             }
@@ -131,6 +135,17 @@ enum MetricsEndpoint {
         let refused = descriptor("tls_handshakes_refused", "total", "TLS handshakes refused, by listener and reason")
         for (key, count) in refusals.sorted(by: { $0.key.joined() < $1.key.joined() }) {
             registry.makeCounter(descriptor: refused, labels: [("listener", key[0]), ("reason", key[1])])
+                .increment(by: Int64(count))
+        }
+        let completedDescriptor = descriptor("tls_handshakes_completed", "total", "TLS handshakes completed")
+        for (listener, count) in handshakes.sorted(by: { $0.key < $1.key }) {
+            registry.makeCounter(descriptor: completedDescriptor, labels: [("listener", listener)])
+                .increment(by: Int64(count))
+        }
+        let staleDescriptor = descriptor(
+            "tls_accepted_on_stale_crl", "total", "Handshakes decided on a CRL past its nextUpdate (grace policy)")
+        for (listener, count) in staleAccepted.sorted(by: { $0.key < $1.key }) {
+            registry.makeCounter(descriptor: staleDescriptor, labels: [("listener", listener)])
                 .increment(by: Int64(count))
         }
         let revokedDescriptor = descriptor(

@@ -205,12 +205,16 @@ public final class WorkerService: Sendable {
             statistics.messagesDropped = counters.messagesDropped
             statistics.listeners = tls.sorted { $0.listener.identifier < $1.listener.identifier }.map { listener in
                 let context = listener.currentContext
-                return ChildStatistics.Listener(
+                var figures = ChildStatistics.Listener(
                     listener: listener.listener.identifier, revocationGeneration: listener.generation,
                     crls: context.crls.count, revokedEntries: context.crls.reduce(0) { $0 + $1.revokedCount },
                     refusals: listener.refusals.snapshot,
                     revokedDisconnected: listener.liveCertificates.disconnectedCount.withLockedValue { $0 },
                     liveCertificates: listener.liveCertificates.count)
+                let completed = listener.refusals.completed
+                figures.handshakes = completed.total
+                figures.acceptedOnStaleCRL = completed.onStaleCRL
+                return figures
             }
             link.writeAndFlush(ByteBuffer(bytes: ChildMessage.statistics(json: statistics.encodedJSON()).encoded()), promise: nil)
         }

@@ -283,6 +283,7 @@ def test_12_status_and_metrics_show_revocation_figures(tls_node, own_pki):
         assert samples.get(f'gatehouse_revoked_clients_disconnected_total{{listener="{listener}"}}') == 1, samples
         assert samples.get(f'gatehouse_crl_revoked_entries{{listener="{listener}"}}') == 1, samples
         assert samples.get('gatehouse_child_restarts_total{role="worker"}') == 0, samples
+        assert samples.get(f'gatehouse_tls_handshakes_completed_total{{listener="{listener}"}}') == 1, samples
         assert "gatehouse_messages_received_total" in samples and "gatehouse_connections" in samples, samples
     finally:
         bob.close()
@@ -335,5 +336,47 @@ def test_12_fail_policies_with_the_ca_down_and_an_expiring_crl(tls_node, own_pki
                               tls__serial=alice.serial)
         # The fetcher keeps trying and says so; the last good CRL stays.
         assert closed.wait_log("fetch failed", timeout=10, fetch__url=closed_url)
+        # Never silently: the grace acceptance is counted (status, hence the metrics).
+        deadline = time.monotonic() + 5
+        while True:
+            workers = [w for w in grace.b.status()["processes"] if w["role"] == "worker" and w.get("statistics")]
+            counted = workers[0]["statistics"]["listeners"][0]["accepted_on_stale_crl"] if workers else 0
+            if counted >= 1:
+                break
+            assert time.monotonic() < deadline, "the grace acceptance was not counted"
+            time.sleep(0.2)
     finally:
         server.stop()
+
+
+def test_12_connected_mosquitto_sub_is_cut_off(tls_node, own_pki):
+    """A real `mosquitto_sub` (MQTT 3.1.1) holding a subscription with bob's certificate stops receiving once bob is
+    revoked (it is disconnected, and every reconnect is refused with alert 44); alice's keeps receiving."""
+    p = own_pki
+    node = _node(tls_node, p)
+    bob = node.sub(p.clients["bob"], "cut/t", "cut-bob")
+    alice = node.sub(p.clients["alice"], "cut/t", "cut-alice")
+    bob.wait_subscribed()
+    alice.wait_subscribed()
+    publisher = V5Client(node, p.clients["carol"], "cut-carol")
+    try:
+        publisher.connect()
+        publisher.publish("cut/t", b"before")
+        assert bob.expect()[1] == "before" and alice.expect()[1] == "before"
+
+        published = _revoke_and_publish(node, p, p.clients["bob"])
+        line = node.wait_log(DISCONNECTED, timeout=3, tls__serial=p.clients["bob"].serial)[0]
+        assert line.fields.get("mqtt.reason", "").startswith("administrative action"), line.raw
+        assert time.monotonic() - published <= 1.5
+
+        publisher.publish("cut/t", b"after")
+        assert alice.expect()[1] == "after"
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            try:
+                got = bob.expect(timeout=0.2)
+            except AssertionError:
+                continue
+            raise AssertionError(f"bob still received {got!r} after his certificate was revoked")
+    finally:
+        publisher.close()
