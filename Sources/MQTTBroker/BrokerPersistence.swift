@@ -20,18 +20,32 @@ extension Broker {
     /// its queue limit) is snapshotted at most this often, not once per message.
     static let sessionPersistInterval = Duration.milliseconds(50)
 
-    /// Records that a session's durable state changed; written within `sessionPersistInterval`.
+    /// A session holding many messages is snapshotted less often (its snapshot costs in proportion): 50 ms per
+    /// 100 messages held, at most this long.
+    static let maximumSessionPersistInterval = Duration.seconds(1)
+
+    /// How long `session` waits between snapshots while it keeps changing.
+    static func persistInterval(of session: Session) -> Duration {
+        let held = session.outbound.inflight.count + session.outbound.queuedCount
+        return min(maximumSessionPersistInterval, sessionPersistInterval * max(1, held / 100))
+    }
+
+    /// Records that a session's durable state changed; written within `persistInterval(of:)`.
     func sessionChanged(_ session: Session) {
         guard persistence != nil, session.expiryInterval > 0, sessions[session.clientID] === session else { return }
-        if dirtySessions.isEmpty && !isPersistScheduled {
-            isPersistScheduled = true
-            _ = scheduler.schedule(after: Self.sessionPersistInterval) { [weak self] in
-                guard let self else { return }
-                self.isPersistScheduled = false
-                self.persistDirtySessions()
-            }
-        }
         dirtySessions[session.clientID] = session
+        schedulePersist()
+    }
+
+    private func schedulePersist() {
+        guard !isPersistScheduled else { return }
+        isPersistScheduled = true
+        _ = scheduler.schedule(after: Self.sessionPersistInterval) { [weak self] in
+            guard let self else { return }
+            self.isPersistScheduled = false
+            self.persistDirtySessions(force: false)
+            if !self.dirtySessions.isEmpty { self.schedulePersist() }
+        }
     }
 
     /// Calls `callback` (on any thread) once every change made so far is durable: at once without a store.
@@ -40,20 +54,27 @@ extension Broker {
             callback()
             return
         }
-        persistDirtySessions()
+        persistDirtySessions(force: true)
         persistence.whenDurable(callback)
     }
 
     /// Hands every pending session change to the store now (a worker about to exit).
     public func persistNow() {
-        persistDirtySessions()
+        persistDirtySessions(force: true)
     }
 
-    func persistDirtySessions() {
+    /// Snapshots the dirty sessions; without `force`, one snapshotted within its interval waits for a later pass.
+    func persistDirtySessions(force: Bool) {
         guard let persistence, !dirtySessions.isEmpty else { return }
         let dirty = dirtySessions
         dirtySessions.removeAll(keepingCapacity: true)
+        let now = scheduler.now
         for (clientID, session) in dirty where sessions[clientID] === session && session.expiryInterval > 0 {
+            if !force, let last = session.lastPersisted, now.duration(since: last) < Self.persistInterval(of: session) {
+                dirtySessions[clientID] = session
+                continue
+            }
+            session.lastPersisted = now
             persistence.sessionChanged(clientID: clientID, state: snapshot(of: session))
         }
     }

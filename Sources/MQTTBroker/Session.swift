@@ -22,6 +22,8 @@ public final class Session {
     /// dropping the worker's routes when the session ends, and for moving the session to another worker.
     var subscriptionsByFilter: [String: (filter: TopicFilter, entry: SubscriptionEntry)] = [:]
     var subscriptionCount: Int { subscriptionsByFilter.count }
+    /// When the store last got this session's state (see `Broker.sessionChanged`).
+    var lastPersisted: MonotonicInstant?
 
     struct PendingWill {
         var message: ApplicationMessage
