@@ -58,7 +58,7 @@ struct FetchJob: Sendable {
 
     func run() -> FetchResult {
         var metadata = metadata
-        let now = Self.wallClock()
+        let now = WallClock.seconds
         metadata.lastAttempt = now
         let outcome: FetchResult.Outcome
         switch source.kind {
@@ -82,7 +82,7 @@ struct FetchJob: Sendable {
     // MARK: CRL
 
     private func fetchCRL(_ metadata: inout CacheItemMetadata, now: Double) -> FetchResult.Outcome {
-        let path = layout.crlFile(forURL: source.url)
+        let path = source.dataPath(in: layout)
         let published = publishedChecksumMatches(path: path, metadata: metadata)
         var request = HTTPRequest(
             url: source.url, timeout: settings.crlTimeout, maximumBodySize: settings.maximumSize,
@@ -134,7 +134,7 @@ struct FetchJob: Sendable {
         updated.etag = response.etag
         updated.lastModified = response.lastModified
         updated.sha256 = Digest.sha256Hex(accepted.der)
-        updated.publishedAt = Self.wallClock()
+        updated.publishedAt = WallClock.seconds
         updated.fetchedAt = now
         updated.lastError = nil
         updated.consecutiveFailures = 0
@@ -158,7 +158,7 @@ struct FetchJob: Sendable {
         guard let target = stapling else {
             return .failed(.invalid("no stapling target"))
         }
-        let path = layout.ocspFile(listener: target.listener)
+        let path = source.dataPath(in: layout)
         let requestDER: [UInt8]
         do {
             requestDER = try OCSP.request(certificate: target.certificate, issuer: target.issuer)
@@ -195,7 +195,7 @@ struct FetchJob: Sendable {
         updated.certificate = "\(target.certificate.subjectDN) serial \(verified.serialHex)"
         updated.certStatus = "good"
         updated.producedAt = verified.producedAt.map(Double.init)
-        updated.publishedAt = Self.wallClock()
+        updated.publishedAt = WallClock.seconds
         updated.fetchedAt = now
         updated.lastError = nil
         updated.consecutiveFailures = 0
@@ -248,10 +248,7 @@ struct FetchJob: Sendable {
     }
 
     var metadataPath: String {
-        switch source.kind {
-        case .crl: return layout.crlMetadataFile(forURL: source.url)
-        case .ocsp(let listener): return layout.ocspMetadataFile(listener: listener)
-        }
+        source.metadataPath(in: layout)
     }
 
     /// Whether the published file is the one the metadata describes (only then are its validators and
@@ -266,12 +263,6 @@ struct FetchJob: Sendable {
     private static func perform(_ request: HTTPRequest) throws(CurlError) -> HTTPResponse {
         let handle = try CurlEasyHandle()
         return try handle.perform(request)
-    }
-
-    static func wallClock() -> Double {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
     }
 
     private static func milliseconds(_ later: MonotonicInstant, since earlier: MonotonicInstant) -> Int64 {

@@ -22,6 +22,27 @@ struct FetchSource: Sendable, Hashable {
         case .ocsp(let listener): return "ocsp:" + listener
         }
     }
+
+    var listener: String? {
+        if case .ocsp(let listener) = kind { return listener }
+        return nil
+    }
+
+    /// Where the item's published file lives in `layout`.
+    func dataPath(in layout: CacheLayout) -> String {
+        switch kind {
+        case .crl: return layout.crlFile(forURL: url)
+        case .ocsp(let listener): return layout.ocspFile(listener: listener)
+        }
+    }
+
+    /// Where the item's metadata sidecar lives in `layout`.
+    func metadataPath(in layout: CacheLayout) -> String {
+        switch kind {
+        case .crl: return layout.crlMetadataFile(forURL: url)
+        case .ocsp(let listener): return layout.ocspMetadataFile(listener: listener)
+        }
+    }
 }
 
 /// What a stapling listener needs for its OCSP request.
@@ -82,17 +103,17 @@ struct FetchPlan: Sendable {
     }
 
     private mutating func addStapling(listener: ListenerConfiguration, tls: TLSSettings, floor: Duration) {
-        let certificate: X509Certificate
-        let found: X509Certificate?
+        let resolved: OCSP.StapledIdentity
         do {
-            (certificate, found) = try OCSP.stapledIdentity(
-                certificateChainPath: tls.certFile, issuerPath: tls.ocspIssuerPEM, caBundlePath: tls.caCertFile)
+            resolved = try OCSP.stapledIdentity(
+                certificateChainPath: tls.certFile, issuerPath: tls.ocspIssuerPEM, caBundlePath: tls.caCertFile,
+                configuredResponderURL: tls.ocspResponderURL)
         } catch {
             notes.append((.error, "cannot read the server certificate for OCSP stapling: \(error)", listener.name))
             return
         }
-        let issuer = found
-        guard let issuer else {
+        let certificate = resolved.certificate
+        guard let issuer = resolved.issuer else {
             notes.append((
                 .error,
                 "OCSP stapling is off: no issuer certificate for \(certificate.subjectDN) "
@@ -100,9 +121,7 @@ struct FetchPlan: Sendable {
                 listener.name))
             return
         }
-        guard let url = tls.ocspResponderURL ?? certificate.ocspResponderURLs.first(where: {
-            DistributionPointRequests.isAcceptable($0)
-        }) else {
+        guard let url = resolved.responderURL else {
             notes.append((
                 .info,
                 "OCSP stapling is off: the server certificate has no OCSP URL and ocsp_responder_url is not set",

@@ -100,10 +100,10 @@ public final class FetcherService {
             return 1
         }
         removeLeftoverTemporaryFiles()
-        apply(plan: plan, now: FetchJob.wallClock())
+        apply(plan: plan, now: WallClock.seconds)
         // Watch first, then take what is waiting: a request dropped in between is seen either way.
         startWatchingRequests()
-        takeRequests(now: FetchJob.wallClock())
+        takeRequests(now: WallClock.seconds)
         logger.info(
             "fetcher running",
             metadata: [
@@ -113,14 +113,14 @@ public final class FetcherService {
         try? FileDescriptor.writeAll(link, ChildMessage.ready.encoded())
 
         while true {
-            let now = FetchJob.wallClock()
+            let now = WallClock.seconds
             startDueJobs(now: now)
             var descriptors = [
                 pollfd(fd: link, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: signals.fileDescriptor, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: wakeup.read, events: Int16(POLLIN), revents: 0),
             ]
-            let ready = poll(&descriptors, 3, pollTimeout(now: FetchJob.wallClock()))
+            let ready = poll(&descriptors, 3, pollTimeout(now: WallClock.seconds))
             if ready < 0 && errno != EINTR {
                 logger.error("poll failed", metadata: ["errno": "\(errno)"])
                 return 1
@@ -137,10 +137,10 @@ public final class FetcherService {
             }
             let delivered = inbox.take()
             for result in delivered.results {
-                finish(result, now: FetchJob.wallClock())
+                finish(result, now: WallClock.seconds)
             }
             if delivered.requestsChanged {
-                takeRequests(now: FetchJob.wallClock())
+                takeRequests(now: WallClock.seconds)
             }
             if MonotonicInstant.now().duration(since: lastStatisticsAt) >= .seconds(1) {
                 lastStatisticsAt = .now()
@@ -165,7 +165,8 @@ public final class FetcherService {
         for source in plan.crlSources + plan.staplingSources {
             wanted[source.key] = source
         }
-        for metadata in storedMetadata() where metadata.kind == .crl && metadata.origin == .reported {
+        let stored = CacheItemMetadata.readAll(in: layout)
+        for metadata in stored where metadata.kind == .crl && metadata.origin == .reported {
             let source = FetchSource(kind: .crl, url: metadata.sourceURL, origin: .reported)
             if wanted[source.key] == nil && DistributionPointRequests.isAcceptable(source.url) {
                 wanted[source.key] = source
@@ -177,7 +178,7 @@ public final class FetcherService {
                 removeFiles(of: item.source, reason: "no longer configured")
             }
         }
-        for metadata in storedMetadata() {
+        for metadata in stored {
             let source = FetchSource(
                 kind: metadata.kind == .crl ? .crl : .ocsp(listener: metadata.listener ?? ""),
                 url: metadata.sourceURL, origin: metadata.origin)
@@ -201,7 +202,7 @@ public final class FetcherService {
     private func resume(_ source: FetchSource, now: Double) -> Item {
         let fresh = CacheItemMetadata(
             kind: source.kind == .crl ? .crl : .ocsp, sourceURL: source.url, origin: source.origin,
-            listener: listener(of: source), file: relativeFile(of: source))
+            listener: source.listener, file: relativeFile(of: source))
         guard var metadata = CacheItemMetadata.read(metadataPath(of: source)), metadata.sourceURL == source.url
         else {
             return Item(source: source, metadata: fresh, due: now)
@@ -250,7 +251,7 @@ public final class FetcherService {
             settings: FetchSettings(
                 crlTimeout: configuration.crlCache.httpTimeout, maximumSize: configuration.crlCache.maxSize,
                 httpsCABundle: configuration.crlCache.httpsCACertFile),
-            authorities: plan.crlAuthorities, stapling: listener(of: item.source).flatMap { plan.stapling[$0] })
+            authorities: plan.crlAuthorities, stapling: item.source.listener.flatMap { plan.stapling[$0] })
         let inbox = self.inbox
         let wakeWrite = wakeup.write
         let thread = Thread {
@@ -277,7 +278,7 @@ public final class FetcherService {
         // Logged after the metadata is written, so that whoever reads the log line finds the sidecar current.
         var report: (Logger) -> Void = { _ in }
         var fields: Logger.Metadata = ["fetch.url": "\(item.source.url)"]
-        if let listener = listener(of: item.source) {
+        if let listener = item.source.listener {
             fields["fetch.listener"] = "\(listener)"
         }
         switch result.outcome {
@@ -390,27 +391,16 @@ public final class FetcherService {
     // MARK: Files
 
     private func dataPath(of source: FetchSource) -> String {
-        switch source.kind {
-        case .crl: return layout.crlFile(forURL: source.url)
-        case .ocsp(let listener): return layout.ocspFile(listener: listener)
-        }
+        source.dataPath(in: layout)
     }
 
     private func metadataPath(of source: FetchSource) -> String {
-        switch source.kind {
-        case .crl: return layout.crlMetadataFile(forURL: source.url)
-        case .ocsp(let listener): return layout.ocspMetadataFile(listener: listener)
-        }
+        source.metadataPath(in: layout)
     }
 
     private func relativeFile(of source: FetchSource) -> String {
         let path = dataPath(of: source)
         return path.hasPrefix(layout.root + "/") ? String(path.dropFirst(layout.root.count + 1)) : path
-    }
-
-    private func listener(of source: FetchSource) -> String? {
-        if case .ocsp(let listener) = source.kind { return listener }
-        return nil
     }
 
     private func schedule(of source: FetchSource) -> FetchSchedule {
@@ -432,12 +422,6 @@ public final class FetcherService {
         }
     }
 
-    private func storedMetadata() -> [CacheItemMetadata] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: layout.metadataDirectory)) ?? []
-        return names.sorted()
-            .filter { $0.hasSuffix(".json") && !CacheWatcher.isTemporary($0) }
-            .compactMap { CacheItemMetadata.read(layout.metadataDirectory + "/" + $0) }
-    }
 
     /// Temp files of a fetcher that died mid-write (only the fetcher writes these directories, and only one
     /// fetcher runs at a time).
@@ -506,7 +490,7 @@ public final class FetcherService {
 
     /// `gatehouse refresh`: every item is due now (one already downloading is not started twice).
     private func refreshAll() {
-        let now = FetchJob.wallClock()
+        let now = WallClock.seconds
         for key in items.keys {
             items[key]?.due = now
         }
@@ -526,7 +510,7 @@ public final class FetcherService {
             return
         }
         plan = FetchPlan(configuration: configuration)
-        apply(plan: plan, now: FetchJob.wallClock())
+        apply(plan: plan, now: WallClock.seconds)
         logger.info("configuration reloaded", metadata: ["fetch.items": "\(items.count)"])
     }
 }

@@ -50,9 +50,6 @@ public final class Broker {
         public var messagesSent = 0
         public var messagesDropped = 0
         public var connections = 0
-        /// Publishes sent to / received from other workers for delivery.
-        public var messagesForwardedOut = 0
-        public var messagesForwardedIn = 0
     }
 
     public init(settings: BrokerSettings, access: AccessPolicy, scheduler: any BrokerScheduler, logger: Logger) {
@@ -280,7 +277,6 @@ public final class Broker {
             }
         }
         if forwarded.deliver || !forwarded.sharedGroups.isEmpty {
-            statistics.messagesForwardedIn += 1
             route(forwarded.message, topic: topic, forwarded: forwarded, retainStamp: nil)
             flushPending()
         }
@@ -311,7 +307,6 @@ public final class Broker {
                     for peer in peers {
                         let groups = peerTargets[peer]
                         guard groups != nil || retainStamp != nil else { continue }
-                        statistics.messagesForwardedOut += groups != nil ? 1 : 0
                         cluster.send(
                             ForwardedPublish(
                                 message: message, deliver: groups != nil, sharedGroups: groups ?? [],

@@ -256,10 +256,7 @@ extension CRLScope {
             let object = X509_EXTENSION_get_object(extensionPointer)
             let nid = OBJ_obj2nid(object)
             if understoodExtensions.contains(nid) { continue }
-            var buffer = [CChar](repeating: 0, count: 128)
-            let length = OBJ_obj2txt(&buffer, Int32(buffer.count), object, 1)
-            let oid = length > 0 ? String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
-            throw CRLRejectionReason("critical extension \(oid) is not understood")
+            throw CRLRejectionReason("critical extension \(objectIdentifier(object)) is not understood")
         }
         try rejectUnknownCriticalEntryExtensions(crl)
     }
@@ -270,6 +267,14 @@ extension CRLScope {
     private static let understoodEntryExtensions: Set<Int32> = [
         NID_crl_reason, NID_invalidity_date, NID_hold_instruction_code, NID_certificate_issuer,
     ]
+
+    /// An ASN.1 object identifier in dotted form, for log lines.
+    private static func objectIdentifier(_ object: OpaquePointer?) -> String {
+        var buffer = [CChar](repeating: 0, count: 128)
+        let length = OBJ_obj2txt(&buffer, Int32(buffer.count), object, 1)
+        guard length > 0 else { return "?" }
+        return String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
 
     private static func rejectUnknownCriticalEntryExtensions(_ crl: OpaquePointer) throws(CRLRejectionReason) {
         guard let revoked = X509_CRL_get_REVOKED(crl) else { return }
@@ -287,11 +292,7 @@ extension CRLScope {
                 else { continue }
                 let object = X509_EXTENSION_get_object(extensionPointer)
                 if understoodEntryExtensions.contains(OBJ_obj2nid(object)) { continue }
-                var buffer = [CChar](repeating: 0, count: 128)
-                let length = OBJ_obj2txt(&buffer, Int32(buffer.count), object, 1)
-                let oid = length > 0
-                    ? String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
-                throw CRLRejectionReason("critical entry extension \(oid) is not understood")
+                throw CRLRejectionReason("critical entry extension \(objectIdentifier(object)) is not understood")
             }
         }
     }

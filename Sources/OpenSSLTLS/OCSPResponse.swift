@@ -33,25 +33,46 @@ public enum OCSP {
         return Array(UnsafeBufferPointer(start: output, count: Int(length)))
     }
 
-    /// The server certificate of a stapling listener (the first in `certificateChainPath`) and its issuer:
-    /// `issuerPath`'s first certificate when given, else the certificate in the rest of the chain or in
-    /// `caBundlePath` whose subject is the server certificate's issuer (nil if none). Blocking file reads.
+    /// What a stapling listener staples for: its server certificate, the issuer to ask about it, and the
+    /// responder to ask. The fetcher, the workers and `status` all decide from this one answer.
+    public struct StapledIdentity: Sendable {
+        /// The first certificate of `certfile`.
+        public var certificate: X509Certificate
+        /// `ocsp_issuer_pem`'s first certificate, else the one in the rest of the chain or in `cacertfile` that
+        /// issued `certificate`; nil if none did.
+        public var issuer: X509Certificate?
+        /// `ocsp_responder_url`, else the certificate's first http(s) OCSP URL; nil if neither exists.
+        public var responderURL: String?
+    }
+
+    /// Works out a stapling listener's `StapledIdentity`. Blocking file reads.
     public static func stapledIdentity(
-        certificateChainPath: String, issuerPath: String?, caBundlePath: String?
-    ) throws(OpenSSLError) -> (certificate: X509Certificate, issuer: X509Certificate?) {
+        certificateChainPath: String, issuerPath: String?, caBundlePath: String?, configuredResponderURL: String?
+    ) throws(OpenSSLError) -> StapledIdentity {
         let chain = try X509Certificate.load(file: certificateChainPath)
         guard let certificate = chain.first else {
             throw OpenSSLError(operation: "PEM_read", message: "no certificate in \(certificateChainPath)")
         }
+        let issuer: X509Certificate?
         if let issuerPath {
-            return (certificate, try X509Certificate.load(file: issuerPath).first)
+            issuer = try X509Certificate.load(file: issuerPath).first
+        } else {
+            var candidates = Array(chain.dropFirst())
+            if let caBundlePath {
+                candidates += (try? X509Certificate.load(file: caBundlePath)) ?? []
+            }
+            issuer = candidates.first { certificate.isIssued(by: $0) }
         }
-        var candidates = Array(chain.dropFirst())
-        if let caBundlePath {
-            candidates += (try? X509Certificate.load(file: caBundlePath)) ?? []
+        let responderURL = configuredResponderURL ?? certificate.ocspResponderURLs.first { url in
+            let lower = url.lowercased()
+            return lower.hasPrefix("http://") || lower.hasPrefix("https://")
         }
-        return (certificate, candidates.first { certificate.isIssued(by: $0) })
+        return StapledIdentity(certificate: certificate, issuer: issuer, responderURL: responderURL)
     }
+
+    /// A response without nextUpdate ("newer information is always available") is stapled for at most this long
+    /// after its thisUpdate; the fetcher refreshes it every `ocsp_refresh_interval`.
+    public static let maximumAgeWithoutNextUpdate: Int64 = 3600
 
     /// Checks a response before it may be stapled: the response status is successful; it is a basic response
     /// signed by `issuer`, or by a responder certificate issued by `issuer` that carries id-kp-OCSPSigning; it has
@@ -183,6 +204,11 @@ public struct OCSPVerifiedResponse: Sendable, Equatable {
     /// nil when the responder gave none (newer information is always available).
     public var nextUpdate: Int64?
     public var producedAt: Int64?
+
+    /// When it stops being stapled: nextUpdate, or `OCSP.maximumAgeWithoutNextUpdate` after thisUpdate.
+    public var staplingExpiry: Int64 {
+        nextUpdate ?? thisUpdate + OCSP.maximumAgeWithoutNextUpdate
+    }
 }
 
 /// Why `OCSP.validate` refused a response, in words for a log line.

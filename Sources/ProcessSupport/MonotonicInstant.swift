@@ -52,3 +52,13 @@ extension Duration {
         return Double(seconds) + Double(attoseconds) / 1e18
     }
 }
+
+/// Wall-clock time, for what is compared with certificate, CRL and OCSP times or written to disk.
+public enum WallClock {
+    /// Seconds since 1970 (UTC), with sub-second precision.
+    public static var seconds: Double {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+}

@@ -112,6 +112,14 @@ public struct CacheItemMetadata: Codable, Sendable, Equatable {
         return try? JSONDecoder().decode(CacheItemMetadata.self, from: Data(bytes))
     }
 
+    /// Every sidecar in the cache's metadata directory, in file-name order (temp files and unreadable ones skipped).
+    public static func readAll(in layout: CacheLayout) -> [CacheItemMetadata] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: layout.metadataDirectory)) ?? []
+        return names.sorted()
+            .filter { $0.hasSuffix(".json") && !CacheWatcher.isTemporary($0) }
+            .compactMap { read(layout.metadataDirectory + "/" + $0) }
+    }
+
     /// Writes atomically (temp, fsync, rename).
     public func write(_ path: String) throws {
         let encoder = JSONEncoder()

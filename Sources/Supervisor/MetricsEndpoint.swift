@@ -16,43 +16,8 @@ import ProcessSupport
 enum MetricsEndpoint {
     /// A listening TCP socket on `address` (non-blocking, close-on-exec).
     static func listen(on address: ListenAddress) throws(SystemError) -> Int32 {
-        let isIPv6 = address.host.contains(":")
-        let fd = try systemCall("socket") {
-            socket(isIPv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        do throws(SystemError) {
-            if isIPv6 {
-                var socketAddress = sockaddr_in6()
-                socketAddress.sin6_family = sa_family_t(AF_INET6)
-                socketAddress.sin6_port = in_port_t(UInt16(address.port).bigEndian)
-                guard inet_pton(AF_INET6, address.host, &socketAddress.sin6_addr) == 1 else {
-                    throw SystemError(call: "inet_pton", errno: EINVAL, detail: address.host)
-                }
-                try systemCall("bind", detail: "\(address)") {
-                    withUnsafePointer(to: &socketAddress) {
-                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                            bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
-                        }
-                    }
-                }
-            } else {
-                var socketAddress = sockaddr_in()
-                socketAddress.sin_family = sa_family_t(AF_INET)
-                socketAddress.sin_port = in_port_t(UInt16(address.port).bigEndian)
-                guard inet_pton(AF_INET, address.host, &socketAddress.sin_addr) == 1 else {
-                    throw SystemError(call: "inet_pton", errno: EINVAL, detail: address.host)
-                }
-                try systemCall("bind", detail: "\(address)") {
-                    withUnsafePointer(to: &socketAddress) {
-                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                            bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                        }
-                    }
-                }
-            }
-            try systemCall("listen") { Glibc.listen(fd, 16) }
+        let fd = try TCPSocket.listening(host: address.host, port: address.port, backlog: 16)
+        do {
             try FileDescriptor.setNonBlocking(fd)
         } catch {
             close(fd)

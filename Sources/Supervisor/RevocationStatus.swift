@@ -13,11 +13,7 @@ import RevocationCache
 /// with the same rule (a validated response before its nextUpdate), so this is what they do.
 enum RevocationStatus {
     static func cacheItems(layout: CacheLayout) -> [StatusReport.CacheItem] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: layout.metadataDirectory)) ?? []
-        return names.sorted()
-            .filter { $0.hasSuffix(".json") && !CacheWatcher.isTemporary($0) }
-            .compactMap { CacheItemMetadata.read(layout.metadataDirectory + "/" + $0) }
-            .map { metadata in
+        CacheItemMetadata.readAll(in: layout).map { metadata in
                 var item = StatusReport.CacheItem(
                     kind: metadata.kind.rawValue, url: metadata.sourceURL, origin: metadata.origin.rawValue,
                     listener: metadata.listener, published: isPublished(metadata, layout: layout),
@@ -35,14 +31,15 @@ enum RevocationStatus {
     }
 
     static func stapling(configuration: GatehouseConfiguration, layout: CacheLayout) -> [StatusReport.Stapling] {
-        let now = Double(time(nil))
+        let now = WallClock.seconds
         var result: [StatusReport.Stapling] = []
         for listener in configuration.listeners {
             guard let tls = listener.tls, tls.enableOCSPStapling else { continue }
             let identity = try? OCSP.stapledIdentity(
-                certificateChainPath: tls.certFile, issuerPath: tls.ocspIssuerPEM, caBundlePath: tls.caCertFile)
+                certificateChainPath: tls.certFile, issuerPath: tls.ocspIssuerPEM, caBundlePath: tls.caCertFile,
+                configuredResponderURL: tls.ocspResponderURL)
             let mustStaple = identity?.certificate.isMustStaple ?? false
-            let hasURL = tls.ocspResponderURL != nil || !(identity?.certificate.ocspResponderURLs.isEmpty ?? true)
+            let hasURL = identity?.responderURL != nil
             guard hasURL, identity?.issuer != nil else {
                 result.append(.init(
                     listener: listener.name, state: "off",
@@ -52,8 +49,10 @@ enum RevocationStatus {
             }
             let metadata = CacheItemMetadata.read(layout.ocspMetadataFile(listener: listener.name))
             let published = metadata.map { isPublished($0, layout: layout) } ?? false
-            // As the workers decide: a response without nextUpdate is stapled for an hour after its thisUpdate.
-            let expiry = metadata.flatMap { $0.nextUpdate ?? $0.thisUpdate.map { $0 + 3600 } }
+            // As the workers decide (`OCSPVerifiedResponse.staplingExpiry`).
+            let expiry = metadata.flatMap {
+                $0.nextUpdate ?? $0.thisUpdate.map { $0 + Double(OCSP.maximumAgeWithoutNextUpdate) }
+            }
             let nextUpdate = published ? expiry : nil
             if published, let nextUpdate, nextUpdate > now {
                 result.append(.init(

@@ -131,7 +131,7 @@ public final class SupervisorService {
         if descriptors[1].revents != 0 { acceptControlClients() }
         if metricsListener >= 0, descriptors[2].revents != 0 {
             MetricsEndpoint.serve(metricsListener) {
-                MetricsEndpoint.render(statusReport(now: .now()), now: Date().timeIntervalSince1970)
+                MetricsEndpoint.render(statusReport(now: .now()), now: WallClock.seconds)
             }
         }
         for (index, link) in linkList.enumerated() where descriptors[3 + index].revents != 0 {

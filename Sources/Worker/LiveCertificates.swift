@@ -34,17 +34,17 @@ final class LiveCertificates: Sendable {
         guard !crls.isEmpty else { return 0 }
         let byIssuer = Dictionary(grouping: crls, by: \.issuerDN)
         let revoked = entries.withLockedValue { entries in
-            entries.values.filter { entry in
-                byIssuer[entry.peer.issuerDN]?.contains { $0.isRevoked(serialHex: entry.peer.serialHex) } ?? false
+            entries.values.compactMap { entry -> (entry: Entry, crl: CertificateRevocationList)? in
+                let crl = byIssuer[entry.peer.issuerDN]?.first { $0.isRevoked(serialHex: entry.peer.serialHex) }
+                return crl.map { (entry, $0) }
             }
         }
-        for entry in revoked {
-            let crl = byIssuer[entry.peer.issuerDN]?.first { $0.isRevoked(serialHex: entry.peer.serialHex) }
+        for (entry, crl) in revoked {
             logger.warning(
                 "client disconnected: certificate revoked",
                 metadata: [
                     "tls.subject": "\(entry.peer.subjectDN)", "tls.serial": "\(entry.peer.serialHex)",
-                    "tls.issuer": "\(entry.peer.issuerDN)", "revocation.crl_number": "\(crl?.crlNumber ?? "-")",
+                    "tls.issuer": "\(entry.peer.issuerDN)", "revocation.crl_number": "\(crl.crlNumber ?? "-")",
                     "mqtt.reason": "administrative action (0x98)",
                 ])
             let channel = entry.channel

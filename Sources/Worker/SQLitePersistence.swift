@@ -168,17 +168,11 @@ final class SQLitePersistence: BrokerPersistence, @unchecked Sendable {
     static func wallClock(of instant: MonotonicInstant) -> Double {
         let now = MonotonicInstant.now()
         let offset = instant >= now ? instant.duration(since: now).seconds : -now.duration(since: instant).seconds
-        return wallNow() + offset
+        return WallClock.seconds + offset
     }
 
     static func monotonic(of wall: Double) -> MonotonicInstant {
-        let remaining = max(0, wall - wallNow())
+        let remaining = max(0, wall - WallClock.seconds)
         return MonotonicInstant.now() + .milliseconds(Int64(remaining * 1000))
-    }
-
-    private static func wallNow() -> Double {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
     }
 }

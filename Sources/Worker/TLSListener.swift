@@ -228,7 +228,7 @@ final class TLSListener: Sendable {
             crlCheckDepth: settings.crlCheckDepth == .chain ? .chain : .leaf,
             crls: crls,
             ocspResponseDER: staple?.response.derBytes)
-        configuration.ocspNextUpdate = staple.map { Self.stapleExpiry($0.response) }
+        configuration.ocspNextUpdate = staple?.response.staplingExpiry
         configuration.crlStaleGrace = settings.crlFailPolicy == .grace ? settings.crlStaleGrace : nil
         configuration.requiresStaple = requiresStaple
         if let nextUpdate = configuration.ocspNextUpdate {
@@ -246,25 +246,17 @@ final class TLSListener: Sendable {
 
     // MARK: Stapling
 
-    /// A response without nextUpdate ("newer information is always available") is stapled for at most this long
-    /// after its thisUpdate; the fetcher refreshes it every ocsp_refresh_interval.
-    static let maximumStapleAgeWithoutNextUpdate: Int64 = 3600
-
-    static func stapleExpiry(_ response: OCSPVerifiedResponse) -> Int64 {
-        response.nextUpdate ?? response.thisUpdate + maximumStapleAgeWithoutNextUpdate
-    }
-
     /// Works out what this listener staples for; nil when stapling is off or impossible (no issuer, no OCSP URL:
     /// the fetcher logs that once).
     private static func staplingIdentity(
         listener: ListenerConfiguration, settings: TLSSettings, cacheLayout: CacheLayout, logger: Logger
     ) throws -> (StaplingIdentity?, Bool) {
         guard settings.enableOCSPStapling else { return (nil, false) }
-        let (certificate, issuer) = try OCSP.stapledIdentity(
+        let resolved = try OCSP.stapledIdentity(
             certificateChainPath: settings.certFile, issuerPath: settings.ocspIssuerPEM,
-            caBundlePath: settings.caCertFile)
-        let hasURL = settings.ocspResponderURL != nil || !certificate.ocspResponderURLs.isEmpty
-        guard let issuer, hasURL else {
+            caBundlePath: settings.caCertFile, configuredResponderURL: settings.ocspResponderURL)
+        let certificate = resolved.certificate
+        guard let issuer = resolved.issuer, resolved.responderURL != nil else {
             logger.debug("OCSP stapling off: no issuer certificate or no OCSP URL")
             return (nil, certificate.isMustStaple)
         }

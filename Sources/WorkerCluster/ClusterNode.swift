@@ -183,14 +183,7 @@ public final class ClusterNode: BrokerCluster {
         initialSync = sync
         for name in names {
             let path = directory + "/" + name
-            ClientBootstrap(group: loop)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try bound.value.install(on: channel, isOutbound: true)
-                    }
-                }
-                .connect(unixDomainSocketPath: path)
-                .hop(to: loop)
+            connect(to: path)
                 .whenComplete { result in
                     let node = bound.value
                     node.initialSync?.connecting -= 1
@@ -206,6 +199,19 @@ public final class ClusterNode: BrokerCluster {
                     node.finishInitialSyncIfDone()
                 }
         }
+    }
+
+    /// Opens a connection to a peer's socket; it says hello once active. Completes on the loop.
+    private func connect(to path: String) -> EventLoopFuture<any Channel> {
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        return ClientBootstrap(group: loop)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try bound.value.install(on: channel, isOutbound: true)
+                }
+            }
+            .connect(unixDomainSocketPath: path)
+            .hop(to: loop)
     }
 
     /// A socket whose worker is gone (killed before it could remove it).
@@ -314,13 +320,7 @@ public final class ClusterNode: BrokerCluster {
         loop.assumeIsolated().scheduleTask(in: .milliseconds(200)) {
             let node = bound.value
             guard node.server != nil, node.peers[peer] == nil else { return }
-            ClientBootstrap(group: node.loop)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try bound.value.install(on: channel, isOutbound: true)
-                    }
-                }
-                .connect(unixDomainSocketPath: path)
+            node.connect(to: path)
                 .whenFailure { error in
                     bound.value.logger.warning(
                         "cannot reconnect to a peer worker", metadata: ["cluster.peer": "\(peer)", "error": "\(error)"])

@@ -1,6 +1,7 @@
 @testable import Fetcher
 import Foundation
 import OpenSSLTLS
+import ProcessSupport
 import RevocationCache
 import Testing
 
@@ -67,9 +68,9 @@ import Testing
     }
 
     @Test func aFirstFetchPublishesDERAndItsMetadata() throws {
-        let before = FetchJob.wallClock()
+        let before = WallClock.seconds
         let result = try publishFirst()
-        let after = FetchJob.wallClock()
+        let after = WallClock.seconds
         guard case .published(let details) = result.outcome else { return }
         #expect(details.path == crlPath)
         #expect(details.path.hasSuffix("/crl/\(CacheLayout.identifier(forURL: crlURL)).der"))
