@@ -125,7 +125,31 @@ public final class CurlEasyHandle {
         }
         return HTTPResponse(
             status: status, body: status == 304 ? [] : transfer.body, etag: transfer.etag,
-            lastModified: transfer.lastModified, effectiveURL: effectiveURL, contentType: transfer.contentType)
+            lastModified: HTTPDate.validatingLastModified(transfer.lastModified, date: transfer.date),
+            effectiveURL: effectiveURL, contentType: transfer.contentType)
+    }
+}
+
+/// HTTP dates, parsed by libcurl.
+public enum HTTPDate {
+    /// Seconds since the epoch, or nil when `text` is not a date libcurl understands.
+    public static func parse(_ text: String) -> Int? {
+        let seconds = curl_getdate(text, nil)
+        return seconds < 0 ? nil : Int(seconds)
+    }
+
+    /// `lastModified` when it can validate a later If-Modified-Since, else nil (the next request is unconditional).
+    ///
+    /// Last-Modified has a resolution of one second: a file changed again within the second it was served keeps
+    /// the same Last-Modified, and a server comparing dates answers 304 to every later request until the file
+    /// changes once more. A CA that regenerates its CRL right after a revocation does exactly that. So, as RFC 9110
+    /// 8.8.2.2 has it, the date validates only when it is at least one second older than the response's Date; an
+    /// answer without a Date header gives no such proof.
+    public static func validatingLastModified(_ lastModified: String?, date: String?) -> String? {
+        guard let lastModified, let modified = parse(lastModified), let date, let served = parse(date),
+            served - modified >= 1
+        else { return nil }
+        return lastModified
     }
 }
 
@@ -139,6 +163,7 @@ private final class Transfer {
     var exceeded = false
     var etag: String?
     var lastModified: String?
+    var date: String?
     var contentType: String?
 
     init(limit: Int) {
@@ -150,6 +175,7 @@ private final class Transfer {
         if line.hasPrefix("HTTP/") {
             etag = nil
             lastModified = nil
+            date = nil
             contentType = nil
             return
         }
@@ -159,6 +185,7 @@ private final class Transfer {
         switch name {
         case "etag": etag = value
         case "last-modified": lastModified = value
+        case "date": date = value
         case "content-type": contentType = value
         default: break
         }

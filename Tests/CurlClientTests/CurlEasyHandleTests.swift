@@ -58,6 +58,9 @@ final class LoopbackHTTPServer: @unchecked Sendable {
         root = NSTemporaryDirectory() + "gatehouse-http-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         try Data((0..<2000).map { UInt8(truncatingIfNeeded: $0) }).write(to: URL(fileURLWithPath: root + "/crl.der"))
+        // Modified an hour ago, so that its Last-Modified validates (see `freshFileGivesNoValidator`).
+        try FileManager.default.setAttributes(
+            [.modificationDate: Date(timeIntervalSinceNow: -3600)], ofItemAtPath: root + "/crl.der")
         try Data(repeating: 0x41, count: 200_000).write(to: URL(fileURLWithPath: root + "/big.bin"))
         let scriptPath = root + "/server.py"
         try Self.script.write(toFile: scriptPath, atomically: true, encoding: .utf8)
@@ -115,6 +118,25 @@ final class LoopbackHTTPServer: @unchecked Sendable {
         let file = try curl.perform(HTTPRequest(url: server.url("/crl.der")))
         let again = try curl.perform(HTTPRequest(url: server.url("/crl.der"), ifModifiedSince: file.lastModified))
         #expect(again.isNotModified)
+    }
+
+    /// A file served in the second it was written could change again within that second under the same
+    /// Last-Modified: such a date is not kept as a validator, so the next request is unconditional.
+    @Test func freshFileGivesNoValidator() throws {
+        try Data("new".utf8).write(to: URL(fileURLWithPath: server.root + "/fresh.crl"))
+        let response = try curl.perform(HTTPRequest(url: server.url("/fresh.crl")))
+        #expect(response.status == 200)
+        #expect(response.lastModified == nil)
+    }
+
+    @Test func lastModifiedValidatesOnlyASecondBeforeDate() {
+        let date = "Sun, 29 Nov 2026 11:20:27 GMT"
+        #expect(HTTPDate.parse(date) == 1_795_951_227)
+        #expect(HTTPDate.validatingLastModified("Sun, 29 Nov 2026 11:20:26 GMT", date: date) != nil)
+        #expect(HTTPDate.validatingLastModified("Sun, 29 Nov 2026 11:20:27 GMT", date: date) == nil)
+        #expect(HTTPDate.validatingLastModified("Sun, 29 Nov 2026 11:20:26 GMT", date: nil) == nil)
+        #expect(HTTPDate.validatingLastModified("yesterday-ish", date: date) == nil)
+        #expect(HTTPDate.parse("not a date") == nil)
     }
 
     @Test func postsACopiedBody() throws {

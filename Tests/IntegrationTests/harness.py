@@ -277,7 +277,7 @@ class Broker:
             f"node.data_dir = {self.data_dir}",
             f"node.shutdown_timeout = {self.shutdown_timeout:g}s",
             "node.metrics_listener = off",
-            "log.level = info",
+            "log.level = " + os.environ.get("GATEHOUSE_TEST_LOG_LEVEL", "info"),
             f"listener.tcp.external = 127.0.0.1:{self.port}",
             "listener.tcp.external.allow_anonymous = true",
         ]

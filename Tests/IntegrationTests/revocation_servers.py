@@ -206,8 +206,9 @@ class CRLServer:
 
             def _send(self, rec: Request, status: int, headers: dict[str, str], body: bytes = b"",
                       throttle: int = 0) -> None:
-                headers = {**headers, "Content-Length": str(len(body)), "Connection": "close"}
-                self.send_response(status)
+                headers = {**headers, "Date": self.date_time_string(), "Content-Length": str(len(body)),
+                           "Connection": "close"}
+                self.send_response_only(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
                 self.end_headers()
