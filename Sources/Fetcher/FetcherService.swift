@@ -34,6 +34,8 @@ public final class FetcherService {
     private var watcher: CacheWatcher?
     private var counters = ChildStatistics()
     private var lastStatisticsAt = MonotonicInstant.now()
+    /// Why the cache tree could not be recreated, logged once per distinct error.
+    private var cacheTreeError: String?
 
     static let maximumConcurrentJobs = 4
     /// Reported distribution points kept at most (a bound on what client certificates can make us fetch).
@@ -144,6 +146,7 @@ public final class FetcherService {
             }
             if MonotonicInstant.now().duration(since: lastStatisticsAt) >= .seconds(1) {
                 lastStatisticsAt = .now()
+                checkCacheTree(now: WallClock.seconds)
                 try? FileDescriptor.writeAll(link, ChildMessage.statistics(json: counters.encodedJSON()).encoded())
             }
         }
@@ -407,6 +410,40 @@ public final class FetcherService {
         switch source.kind {
         case .crl: return plan.crlSchedule
         case .ocsp(let listener): return plan.stapling[listener]?.schedule ?? plan.crlSchedule
+        }
+    }
+
+    /// The cache tree removed while running (by hand, by a cleaner): it is recreated and everything is fetched
+    /// again, unconditionally, since what was published is gone. Workers keep what they loaded meanwhile.
+    private func checkCacheTree(now: Double) {
+        let directories = [
+            layout.root, layout.crlDirectory, layout.ocspDirectory, layout.metadataDirectory, layout.requestDirectory,
+        ]
+        guard directories.contains(where: { !FileDescriptor.isDirectory($0) }) else {
+            cacheTreeError = nil
+            return
+        }
+        do {
+            try layout.create()
+        } catch {
+            if cacheTreeError != error.description {
+                logger.error(
+                    "the cache directory is gone and cannot be recreated; nothing can be published",
+                    metadata: ["cache_dir": "\(layout.root)", "error": "\(error)"])
+            }
+            cacheTreeError = error.description
+            return
+        }
+        cacheTreeError = nil
+        logger.warning(
+            "the cache directory was removed; recreated it, fetching everything again",
+            metadata: ["cache_dir": "\(layout.root)", "fetch.items": "\(items.count)"])
+        for (key, var item) in items where !item.isRunning {
+            item.metadata.sha256 = nil
+            item.metadata.etag = nil
+            item.metadata.lastModified = nil
+            item.due = now
+            items[key] = item
         }
     }
 

@@ -110,4 +110,9 @@ public enum FileDescriptor {
     public static func fileExists(_ path: String) -> Bool {
         access(path, F_OK) == 0
     }
+
+    public static func isDirectory(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+    }
 }

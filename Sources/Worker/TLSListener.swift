@@ -119,6 +119,11 @@ final class TLSListener: Sendable {
         let seen = Self.identities(settings: settings, cacheLayout: cacheLayout, stapling: stapling)
         let (previous, previousStaple, previousSeen) = state.withLockedValue { ($0.lastGood, $0.staple, $0.seen) }
         guard seen != previousSeen else { return }
+        for path in previous.keys.sorted() where seen[path] == nil && previousSeen[path] != nil {
+            logger.warning(
+                "CRL file removed, keeping what was loaded from it until a new one is published",
+                metadata: ["revocation.file": "\(path)"])
+        }
         do {
             let staple = Self.loadStaple(stapling, previous: previousStaple, logger: logger)
             let (context, lastGood) = try Self.build(
@@ -173,8 +178,24 @@ final class TLSListener: Sendable {
         var lastGood: [String: LoadedFile] = [:]
         if settings.enableCRLCheck {
             let cas = try settings.caCertFile.map { try X509Certificate.load(file: $0) } ?? []
-            for path in crlPaths(settings: settings, cacheLayout: cacheLayout) {
-                guard let identity = FileIdentity(path: path) else { continue }
+            let present = crlPaths(settings: settings, cacheLayout: cacheLayout)
+            // A file that vanished (the cache directory removed, a crlfile moved away) keeps what was loaded from
+            // it: revocation data is replaced by newer data, never dropped because a file is gone.
+            let vanished = previous.keys.filter { !present.contains($0) && FileIdentity(path: $0) == nil }.sorted()
+            for path in vanished {
+                if let known = previous[path] {
+                    lastGood[path] = known
+                    crls += known.crls
+                }
+            }
+            for path in present {
+                guard let identity = FileIdentity(path: path) else {
+                    if let known = previous[path] {
+                        lastGood[path] = known
+                        crls += known.crls
+                    }
+                    continue
+                }
                 if let known = previous[path], known.identity == identity {
                     lastGood[path] = known
                     crls += known.crls

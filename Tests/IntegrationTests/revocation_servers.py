@@ -319,8 +319,15 @@ def _generalized(t: datetime) -> bytes:
 
 
 def expire_ocsp_response(der: bytes, signer_key: Path, workdir: Path) -> bytes:
-    """`der` (a successful response made by `openssl ocsp`) with producedAt and thisUpdate two hours ago and
-    nextUpdate one hour ago, re-signed over the new tbsResponseData with `signer_key` by `openssl dgst -sha256
+    """`der` with producedAt and thisUpdate two hours ago and nextUpdate one hour ago (see `retime_ocsp_response`)."""
+    now = datetime.now(timezone.utc)
+    return retime_ocsp_response(der, signer_key, workdir, now - timedelta(hours=2), now - timedelta(hours=1))
+
+
+def retime_ocsp_response(der: bytes, signer_key: Path, workdir: Path, this_update: datetime,
+                         next_update: datetime) -> bytes:
+    """`der` (a successful response made by `openssl ocsp`) with producedAt and thisUpdate set to `this_update` and
+    nextUpdate to `next_update`, re-signed over the new tbsResponseData with `signer_key` by `openssl dgst -sha256
     -sign` (ECDSA with SHA-256, the signature algorithm openssl ocsp used for an EC key). Everything else (CertID,
     status, nonce, responder id, included certificates) is kept."""
     # OCSPResponse ::= SEQUENCE { responseStatus ENUMERATED, responseBytes [0] EXPLICIT SEQUENCE {
@@ -338,9 +345,7 @@ def expire_ocsp_response(der: bytes, signer_key: Path, workdir: Path) -> bytes:
     assert b"\x2a\x86\x48\xce\x3d\x04\x03\x02" in alg, "expected ecdsa-with-SHA256 (an EC signer)"
     # The three GeneralizedTimes of tbsResponseData (producedAt, thisUpdate, nextUpdate) all have 15 characters:
     # replacing them keeps every length.
-    now = datetime.now(timezone.utc)
-    times = [_generalized(now - timedelta(hours=2)), _generalized(now - timedelta(hours=2)),
-             _generalized(now - timedelta(hours=1))]
+    times = [_generalized(this_update), _generalized(this_update), _generalized(next_update)]
     out, pos, replaced = bytearray(tbs), 0, 0
     while True:
         i = tbs.find(b"\x18\x0f", pos)
@@ -387,7 +392,8 @@ class OCSPResponder:
     """`openssl ocsp` behind a loopback HTTP server (see the module docstring).
 
     The attributes may be changed while it runs: `signer` (a `pki.Cert`; None = the CA itself), `ndays`/`nmin`
-    (validity of the answers; `nmin` wins when set), `expired` (answer with an expired response), `about` (a
+    (validity of the answers; `nmin` wins when set), `expired` (answer with an expired response), `valid_for`
+    (seconds: answer with a response whose nextUpdate is that far ahead, shorter than `openssl ocsp` can make), `about` (a
     certificate path: answer about that certificate, whatever was asked), `canned` (these bytes, whatever was
     asked), `index` (the CA database to answer from; default the CA's index.txt), `http_status` (answer that
     HTTP status instead), `allow_post` (False: POST gets 405 Method Not Allowed, only GET is answered).
@@ -402,6 +408,7 @@ class OCSPResponder:
         self.ndays = ndays
         self.nmin = nmin
         self.expired = False
+        self.valid_for: float | None = None
         self.about: Path | None = None
         self.canned: bytes | None = None
         self.index: Path | None = None
@@ -455,6 +462,10 @@ class OCSPResponder:
             resp.unlink(missing_ok=True)
         if self.expired:
             der = expire_ocsp_response(der, signer_key, self.workdir)
+        elif self.valid_for is not None:
+            now = datetime.now(timezone.utc)
+            der = retime_ocsp_response(der, signer_key, self.workdir, now - timedelta(seconds=1),
+                                       now + timedelta(seconds=self.valid_for))
         return der
 
     def stop(self) -> None:
