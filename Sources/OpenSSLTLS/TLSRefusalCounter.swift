@@ -19,7 +19,43 @@ public final class TLSRefusalCounter: Sendable {
         }
     }
 
+    /// Refusal log lines allowed per second and listener; the rest are counted and summed up in one line.
+    public static let logLinesPerSecond = 20
+    private let logBudget = Mutex(LogBudget())
+
+    private struct LogBudget {
+        var windowStart = ContinuousClock.now
+        var used = 0
+        var suppressed: [String: Int] = [:]
+    }
+
     public init() {}
+
+    /// Whether a refusal for `reason` gets a log line of its own: at most `logLinesPerSecond` a second, so that a
+    /// flood of bad handshakes (a slowloris, a scanner) cannot flood the log. The counters still count each one.
+    public func admitLogLine(reason: String) -> Bool {
+        logBudget.withLock { budget in
+            let now = ContinuousClock.now
+            if now - budget.windowStart >= .seconds(1) {
+                budget.windowStart = now
+                budget.used = 0
+            }
+            guard budget.used < Self.logLinesPerSecond else {
+                budget.suppressed[reason, default: 0] += 1
+                return false
+            }
+            budget.used += 1
+            return true
+        }
+    }
+
+    /// The refusals not logged one by one since the last call, by reason (empty when there were none).
+    public func takeSuppressed() -> [String: Int] {
+        logBudget.withLock { budget in
+            defer { budget.suppressed = [:] }
+            return budget.suppressed
+        }
+    }
 
     /// Adds one refusal for `reason`.
     public func increment(reason: String) {

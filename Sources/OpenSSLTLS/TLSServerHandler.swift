@@ -534,7 +534,7 @@ public final class TLSServerHandler: ChannelDuplexHandler {
         }
         if failure.kind == .closedByPeer {
             logger.debug("TLS handshake refused", metadata: metadata)
-        } else {
+        } else if refusals.admitLogLine(reason: failure.reason) {
             logger.warning("TLS handshake refused", metadata: metadata)
         }
         context.fireUserInboundEventTriggered(failure)

@@ -74,10 +74,12 @@ public final class SupervisorService {
             return 1
         }
 
+        let openFiles = ResourceLimits.raiseOpenFiles()
         logger.info(
             "supervisor started",
             metadata: [
                 "config": "\(loaded.path)", "workers": "\(configuration.node.workerProcesses)",
+                "open_files_limit": "\(openFiles)",
                 "listeners": "\(configuration.listeners.map { "\($0.identifier)@\($0.address)" }.joined(separator: ","))",
                 "control_socket": "\(paths.controlSocket)",
             ])

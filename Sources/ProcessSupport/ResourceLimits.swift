@@ -1,0 +1,23 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Process resource limits.
+public enum ResourceLimits {
+    /// Raises the soft limit on open files to the hard limit and returns the limit now in force. Every client
+    /// connection is a descriptor, and a soft limit of 1024 (the usual default) would cap a worker at about a
+    /// thousand clients; children started afterwards inherit the raised limit.
+    @discardableResult
+    public static func raiseOpenFiles() -> UInt64 {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 0 }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &raised) == 0 {
+                return UInt64(raised.rlim_cur)
+            }
+        }
+        return UInt64(limit.rlim_cur)
+    }
+}
