@@ -148,7 +148,12 @@ let package = Package(
             name: "BrokerStoreTests", dependencies: ["BrokerStore", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
-            name: "FetcherTests", dependencies: ["Fetcher", "OpenSSLTLS", "RevocationCache", "CurlClient", "ProcessSupport"]
+            name: "FetcherTests",
+            dependencies: [
+                "Fetcher", "OpenSSLTLS", "RevocationCache", "CurlClient", "ProcessSupport",
+                // The revocation fuzz tests follow bad input from the fetcher's checks into the worker's loading.
+                "Worker", .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "OpenSSLTLSTests",
