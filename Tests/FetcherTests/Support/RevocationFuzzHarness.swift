@@ -100,7 +100,6 @@ final class RevocationFuzzHarness {
     let crlFile: String
     let stapling: TLSListener.StaplingIdentity
     private let logger = Logger(label: "revocation-fuzz", factory: { _ in SwiftLogNoOpLogHandler() })
-    private(set) var summary: [String] = []
     private(set) var totals = Tally()
     /// Inputs accepted as something else, per family (recorded as issues, at most a few each).
     private var reported: [String: Int] = [:]
@@ -173,7 +172,6 @@ final class RevocationFuzzHarness {
                 + (acceptedLabels.isEmpty ? "" : ": " + acceptedLabels.joined(separator: "; "))
                 + " in \(milliseconds) ms"
             print(line)
-            summary.append(line)
             totals.tried += tally.tried
             totals.rejected += tally.rejected
             totals.unchanged += tally.unchanged
