@@ -123,11 +123,17 @@ let package = Package(
             path: "benchmarks/TLSHandshakeLoad"
         ),
 
-        // Fuzzing: bin/fuzz builds this with -DMQTT_FUZZING and -sanitize=fuzzer,address; a plain build replays inputs.
+        // Fuzzing: bin/fuzz builds these with -DMQTT_FUZZING -DREVOCATION_FUZZING and -sanitize=fuzzer,address; a
+        // plain build replays inputs.
         .executableTarget(
             name: "MQTTDecoderFuzzer",
             dependencies: ["MQTTCodec", .product(name: "NIOCore", package: "swift-nio")],
             path: "Fuzz/MQTTDecoderFuzzer"
+        ),
+        .executableTarget(
+            name: "RevocationFuzzer",
+            dependencies: ["Fetcher", "OpenSSLTLS"],
+            path: "Fuzz/RevocationFuzzer"
         ),
 
         // MARK: Tests
@@ -148,7 +154,12 @@ let package = Package(
             name: "BrokerStoreTests", dependencies: ["BrokerStore", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
-            name: "FetcherTests", dependencies: ["Fetcher", "OpenSSLTLS", "RevocationCache", "CurlClient", "ProcessSupport"]
+            name: "FetcherTests",
+            dependencies: [
+                "Fetcher", "OpenSSLTLS", "RevocationCache", "CurlClient", "ProcessSupport",
+                // The revocation fuzz tests follow bad input from the fetcher's checks into the worker's loading.
+                "Worker", .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "OpenSSLTLSTests",

@@ -4,21 +4,23 @@ import OpenSSLTLS
 /// exactly one CRL, PEM or DER; signed by one of the CA certificates (issuer name, key, keyUsage cRLSign); no
 /// unsupported form (delta, indirect, critical extension we do not understand); thisUpdate not in the future
 /// beyond the leeway; nextUpdate not before thisUpdate; a cRLNumber not lower than the one published (rollback).
-enum CRLAcceptance {
-    struct Accepted {
-        var crl: CertificateRevocationList
-        var der: [UInt8]
-        var thisUpdate: Int64?
-        var nextUpdate: Int64?
-        var number: String?
+/// Stateless. Public for the revocation fuzzer (`Fuzz/RevocationFuzzer`), which feeds it bytes.
+public enum CRLAcceptance {
+    /// A CRL that passed, with what the fetcher publishes (`der`) and records in its metadata.
+    public struct Accepted {
+        public var crl: CertificateRevocationList
+        public var der: [UInt8]
+        public var thisUpdate: Int64?
+        public var nextUpdate: Int64?
+        public var number: String?
     }
 
-    static let clockLeeway: Int64 = 300
+    public static let clockLeeway: Int64 = 300
 
     /// - Parameters:
     ///   - publishedNumber, publishedThisUpdate: of the CRL published from the same source, if any: a lower
     ///     cRLNumber (or, when either CRL has none, an older thisUpdate) is a rollback.
-    static func check(
+    public static func check(
         _ body: [UInt8], authorities: [X509Certificate], publishedNumber: String?, publishedThisUpdate: Int64? = nil,
         now: Int64
     ) -> Result<Accepted, FetchFailure> {
@@ -79,7 +81,7 @@ enum CRLAcceptance {
 }
 
 /// Why a fetch did not publish anything.
-enum FetchFailure: Error, Sendable, CustomStringConvertible {
+public enum FetchFailure: Error, Sendable, CustomStringConvertible {
     /// The transfer failed (curl error, HTTP status, timeout, size limit).
     case download(String)
     /// The content arrived but may not be used.
@@ -87,7 +89,7 @@ enum FetchFailure: Error, Sendable, CustomStringConvertible {
     /// The responder says the server's certificate is revoked.
     case revoked(String)
 
-    var description: String {
+    public var description: String {
         switch self {
         case .download(let text), .invalid(let text), .revoked(let text): return text
         }

@@ -39,7 +39,10 @@ public final class CertificateRevocationList: @unchecked Sendable {
             var crls: [CertificateRevocationList] = []
             while true {
                 OpenSSLErrorQueue.clear()
-                guard let pointer = PEM_read_bio_X509_CRL(bio, nil, nil, nil) else {
+                // A passphrase callback that refuses: without one, OpenSSL answers a block marked
+                // `Proc-Type: 4,ENCRYPTED` by asking the controlling terminal (or stdin) for a passphrase, and
+                // this thread blocks until someone types one. CRLs are never encrypted.
+                guard let pointer = PEM_read_bio_X509_CRL(bio, nil, { _, _, _, _ in -1 }, nil) else {
                     break
                 }
                 crls.append(CertificateRevocationList(taking: pointer, verifiedIssuer: nil))

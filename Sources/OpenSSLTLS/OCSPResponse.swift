@@ -103,6 +103,9 @@ public enum OCSP {
             return .failure(.malformed("not a basic OCSP response"))
         }
         defer { OCSP_BASICRESP_free(basic) }
+        guard isExactEncoding(der, of: basic) else {
+            return .failure(.malformed("not exactly one DER-encoded OCSP response (trailing bytes or BER)"))
+        }
 
         if let failure = verifySignature(basic, issuer: issuer) {
             return .failure(failure)
@@ -153,6 +156,26 @@ public enum OCSP {
         return .success(OCSPVerifiedResponse(
             derBytes: der, serialHex: certificate.serialHex, thisUpdate: thisTime, nextUpdate: nextTime,
             producedAt: producedAt))
+    }
+
+    /// Whether `der` is exactly the DER of a successful response carrying `basic`, nothing before or after it.
+    /// The bytes are stapled as they are, but OpenSSL's parser ignores what follows the response and accepts BER
+    /// (indefinite and overlong lengths) in the parts the signature does not cover, both of which strict clients
+    /// refuse ("trailing data"); a response that is not its own re-encoding is one the checks did not see whole.
+    private static func isExactEncoding(_ der: [UInt8], of basic: OpaquePointer) -> Bool {
+        guard let rebuilt = OCSP_response_create(Int32(OCSP_RESPONSE_STATUS_SUCCESSFUL), basic) else {
+            OpenSSLErrorQueue.clear()
+            return false
+        }
+        defer { OCSP_RESPONSE_free(rebuilt) }
+        var output: UnsafeMutablePointer<UInt8>?
+        let length = i2d_OCSP_RESPONSE(rebuilt, &output)
+        guard length > 0, let output else {
+            OpenSSLErrorQueue.clear()
+            return false
+        }
+        defer { COpenSSLShims_OPENSSL_free(output) }
+        return Int(length) == der.count && der.elementsEqual(UnsafeBufferPointer(start: output, count: Int(length)))
     }
 
     /// `OCSP_basic_verify` with `issuer` as the only trust anchor (partial chains allowed, so an intermediate

@@ -287,8 +287,9 @@ final class TLSListener: Sendable {
     }
 
     /// Loads the published response if it changed, checking it again (signature, CertID, good, window): the
-    /// worker does not trust the file alone. A bad new file keeps the previous response.
-    private static func loadStaple(
+    /// worker does not trust the file alone. A bad new file keeps the previous response. Internal, not private,
+    /// so that the revocation fuzz tests reach the worker's own path for a file in the cache directory.
+    static func loadStaple(
         _ stapling: StaplingIdentity?, previous: LoadedStaple?, logger: Logger
     ) -> LoadedStaple? {
         guard let stapling, let identity = FileIdentity(path: stapling.path) else {
@@ -350,8 +351,9 @@ final class TLSListener: Sendable {
     }
 
     /// Parses one file and verifies each CRL in it against the listener's CAs. CRLs in the shared cache that
-    /// belong to another listener's CA are skipped quietly; anything else that fails rejects the file.
-    private static func load(
+    /// belong to another listener's CA are skipped quietly; anything else that fails rejects the file. Internal,
+    /// not private, for the revocation fuzz tests.
+    static func load(
         _ path: String, cas: [X509Certificate], requireIssuerMatch: Bool
     ) -> Result<[CertificateRevocationList], CRLRejectionError> {
         let parsed: [CertificateRevocationList]

@@ -74,6 +74,28 @@ struct CRLSetTests {
         #expect(result.rejected.allSatisfy { !$0.reason.isEmpty })
     }
 
+    /// Regression (found by the revocation fuzz tests): with no passphrase callback OpenSSL answered a PEM block
+    /// marked `Proc-Type: 4,ENCRYPTED` by asking the terminal or stdin for a passphrase ("Enter PEM pass phrase:"),
+    /// blocking the fetcher or the worker until someone typed one; a CRL body from a plain-HTTP distribution point
+    /// could do that. Now it is refused at once, without asking (the time limit catches a prompt that blocks).
+    @Test("a PEM CRL marked encrypted is refused without asking for a passphrase", .timeLimit(.minutes(1)))
+    func encryptedPEMIsRefusedWithoutAPrompt() throws {
+        let der = try #require(try CertificateRevocationList.load(file: pki.rootRevokedCRL).first).derBytes
+        let body = Data(der).base64EncodedString(options: [.lineLength64Characters, .endLineWithLineFeed])
+        for cipher in ["AES-128-CBC,00112233445566778899AABBCCDDEEFF", "DES-EDE3-CBC,0011223344556677"] {
+            let pem = "-----BEGIN X509 CRL-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: \(cipher)\n\n\(body)\n"
+                + "-----END X509 CRL-----\n"
+            do {
+                let crls = try CertificateRevocationList.parse(Array(pem.utf8))
+                Issue.record("parsed \(crls.count) CRLs from an encrypted block")
+            } catch {
+                let text = error.openSSLErrors.joined(separator: "; ")
+                #expect(text.contains("bad password read"), "\(text)")
+                #expect(!text.contains("PEM_def_callback") && !text.contains("UI routines"), "\(text)")
+            }
+        }
+    }
+
     @Test("an expired CRL still loads (the handshake refuses with 'CRL has expired')")
     func expiredLoads() throws {
         let result = CRLSet.load(files: [pki.rootExpiredCRL], cas: try X509Certificate.load(file: pki.caBundle))

@@ -244,6 +244,27 @@ struct OCSPTests {
         }
     }
 
+    /// Regression (found by the revocation fuzz tests): OpenSSL's parser ignored bytes after the response and
+    /// accepted an indefinite-length outer SEQUENCE, and the fetcher published, and workers stapled, those bytes
+    /// as they were. Strict clients refuse such a staple ("trailing data in OCSP response").
+    @Test("a real response with bytes after it, or in BER, is malformed")
+    func notExactlyDER() throws {
+        let der = try rootResponse(for: pki.server)
+        #expect(throws: Never.self) { try validate(der, certificate: pki.server).get() }
+        // Outer SEQUENCE: 30 82 <2-byte length>; the same content with an indefinite length and end-of-contents.
+        try #require(der.count > 4 && der[0] == 0x30 && der[1] == 0x82)
+        let indefinite = [0x30, 0x80] + Array(der[4...]) + [0x00, 0x00]
+        let overlong = [0x30, 0x83, 0x00] + Array(der[2...])
+        for variant in [der + [0x00], der + Array("\n".utf8), der + der, indefinite, overlong] {
+            let error = try #require(try validate(variant, certificate: pki.server).failure)
+            guard case .malformed(let text) = error else {
+                Issue.record("expected .malformed, got \(error)")
+                continue
+            }
+            #expect(text.contains("DER"), "\(text)")
+        }
+    }
+
     @Test("a truncated real response is malformed")
     func truncated() throws {
         let der = try rootResponse(for: pki.server)
