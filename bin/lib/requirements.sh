@@ -50,3 +50,18 @@ require_build_libraries() {
         exit 1
     fi
 }
+
+# require_python_test_packages: makes sure a Python 3 with pytest and paho-mqtt 2 is there (pip, else Debian
+# packages) and prints its path.
+require_python_test_packages() {
+    local python=python3
+    if ! "$python" -c 'import pytest, paho.mqtt' >/dev/null 2>&1; then
+        "$python" -m pip install -q pytest 'paho-mqtt>=2,<3' >&2 2>/dev/null \
+            || "$python" -m pip install -q --break-system-packages pytest 'paho-mqtt>=2,<3' >&2 2>/dev/null || {
+            apt_install python3 python3-pytest python3-pip
+            python=/usr/bin/python3
+            "$python" -m pip install -q --break-system-packages 'paho-mqtt>=2,<3' >&2
+        }
+    fi
+    echo "$python"
+}

@@ -203,6 +203,35 @@ def revoked_log_lines(broker: harness.Broker, cert: pki.Cert) -> list[pki.LogLin
     return pki.log_lines(broker.stderr(), pki.REFUSED, tls__serial=cert.serial, tls__reason="certificate revoked")
 
 
+def revoke_and_check(broker: harness.Broker, w: Walkthrough, sub: pki.MosquittoSub, port: int) -> None:
+    """`openssl ca -revoke client.crt`, `openssl ca -gencrl`: the client is refused within a refresh, with the alert
+    and a log line; the other client keeps publishing and receiving."""
+    sub.wait_subscribed()
+    w.revoke("client")
+    w.gencrl()
+    revoked_at = time.monotonic()
+
+    def refused() -> pki.SClientResult | None:
+        r = pki.s_client(port, w.ca, w.client)
+        return r if r.refused else None
+
+    r = harness.wait_until(refused, 20, message="the revoked client to be refused after the CRL was regenerated")
+    took = time.monotonic() - revoked_at
+    assert r.alert == REVOKED_ALERT, f"expected the TLS alert certificate_revoked (44):\n{r}"
+    assert "certificate revoked" in r.output, r.output
+    lines = revoked_log_lines(broker, w.client)
+    assert lines, "no log line names the revoked certificate:\n" + broker.stderr()[-3000:]
+    assert lines[0].fields.get("tls.subject", "").startswith("CN=client,"), lines[0].raw
+    print(f"walkthrough: revoked client refused {took:.1f}s after `openssl ca -gencrl` (refresh interval 2s)")
+
+    # mosquitto_pub with the revoked certificate fails; the other client still publishes and receives.
+    r = pki.mosquitto_pub(port, "walkthrough/kept", "from revoked", tls(w, w.client), client_id="revoked")
+    assert r.returncode != 0, "mosquitto_pub with a revoked certificate succeeded"
+    r = pki.mosquitto_pub(port, "walkthrough/kept", "still here", tls(w, w.client2), client_id="pub-kept")
+    assert r.returncode == 0, r.stderr
+    assert sub.expect() == ("walkthrough/kept", "still here")
+
+
 def test_emqx_crl_and_ocsp_walkthrough(make_broker, walkthrough) -> None:
     w, server, responder = walkthrough
     broker = make_broker("walkthrough")
@@ -229,31 +258,10 @@ def test_emqx_crl_and_ocsp_walkthrough(make_broker, walkthrough) -> None:
 
     # Revoke the client certificate and regenerate the CRL, as the page does; nothing else is touched.
     sub = pki.MosquittoSub(port, "walkthrough/kept", tls(w, w.client2), client_id="kept")
-    sub.wait_subscribed()
-    w.revoke("client")
-    w.gencrl()
-    revoked_at = time.monotonic()
-
-    def refused() -> pki.SClientResult | None:
-        r = pki.s_client(port, w.ca, w.client)
-        return r if r.refused else None
-
-    r = harness.wait_until(refused, 20, message="the revoked client to be refused after the CRL was regenerated")
-    took = time.monotonic() - revoked_at
-    assert r.alert == REVOKED_ALERT, f"expected the TLS alert certificate_revoked (44):\n{r}"
-    assert "certificate revoked" in r.output, r.output
-    lines = revoked_log_lines(broker, w.client)
-    assert lines, "no log line names the revoked certificate:\n" + broker.stderr()[-3000:]
-    assert lines[0].fields.get("tls.subject", "").startswith("CN=client,"), lines[0].raw
-    print(f"walkthrough: revoked client refused {took:.1f}s after `openssl ca -gencrl` (refresh interval 2s)")
-
-    # mosquitto_pub with the revoked certificate fails; the other client still publishes and receives.
-    r = pki.mosquitto_pub(port, "walkthrough/kept", "from revoked", tls(w, w.client), client_id="revoked")
-    assert r.returncode != 0, "mosquitto_pub with a revoked certificate succeeded"
-    r = pki.mosquitto_pub(port, "walkthrough/kept", "still here", tls(w, w.client2), client_id="pub-kept")
-    assert r.returncode == 0, r.stderr
-    assert sub.expect() == ("walkthrough/kept", "still here")
-    sub.close()
+    try:
+        revoke_and_check(broker, w, sub, port)
+    finally:
+        sub.close()
 
     # No restart: the same supervisor and children served all of it.
     assert harness.child_pids(broker.status()) | {broker.supervisor_pid} == pids_before
