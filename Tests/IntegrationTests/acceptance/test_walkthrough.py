@@ -179,9 +179,14 @@ def emqx_config(broker: harness.Broker, w: Walkthrough, server: HTTPServer, resp
     return lines
 
 
-def wait_crl_published(broker: harness.Broker, url: str, more_than: int = 0) -> None:
-    harness.wait_until(lambda: len(pki.log_lines(broker.stderr(), "CRL published", fetch__url=url)) > more_than, 15,
+def wait_crl_in_force(broker: harness.Broker, url: str, w: "Walkthrough") -> None:
+    """The fetcher published the CRL from `url` and the workers loaded it (until then every client is refused)."""
+    harness.wait_until(lambda: pki.log_lines(broker.stderr(), "CRL published", fetch__url=url), 15,
                        message=f"the CRL from {url} to be published")
+    port = broker.ssl_port
+    assert port is not None
+    harness.wait_until(lambda: all(pki.s_client(port, w.ca, w.client).accepted for _ in range(4)), 5,
+                       message="the workers to have loaded the CRL")
 
 
 def tls(w: Walkthrough, cert: pki.Cert) -> list[str]:
@@ -242,7 +247,7 @@ def test_emqx_crl_and_ocsp_walkthrough(make_broker, walkthrough) -> None:
     pids_before = harness.child_pids(broker.status()) | {broker.supervisor_pid}
 
     # The CRL was fetched from the page's HTTP server and is in force; the client gets through both ways.
-    wait_crl_published(broker, server.url("crl.pem"))
+    wait_crl_in_force(broker, server.url("crl.pem"), w)
     pub_sub_round_trip(port, w, w.client, "before")
 
     # OCSP stapling, checked as the page does: openssl s_client -connect ... -status
@@ -276,7 +281,7 @@ def test_documented_refresh_interval_with_refresh_on_demand(make_broker, walkthr
     broker.start_foreground()
     port = broker.ssl_port
     assert port is not None
-    wait_crl_published(broker, server.url("crl.pem"))
+    wait_crl_in_force(broker, server.url("crl.pem"), w)
     pub_sub_round_trip(port, w, w.client, "doc")
 
     w.revoke("client")
