@@ -58,6 +58,7 @@ def test_fetcher_killed_mid_download(tls_node, own_pki, crl_server) -> None:
     url = crl_server.serve("/ca.crl", first)
     node = tls_node(p, options=crl_listener(url), extra=fast_refresh()).start()
     wait_published(node, url)
+    wait_handshake(node, alice, accepted=True)  # the worker has loaded it
     published = crl_file(node, url).read_bytes()
     # A client connected before the fault, and one subscribed: both must not notice anything.
     sub = node.sub(alice, "faults/fetcher", "fetcher-sub")

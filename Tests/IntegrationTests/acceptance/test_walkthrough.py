@@ -205,7 +205,10 @@ def pub_sub_round_trip(port: int, w: Walkthrough, cert: pki.Cert, tag: str) -> N
 
 
 def revoked_log_lines(broker: harness.Broker, cert: pki.Cert) -> list[pki.LogLine]:
-    return pki.log_lines(broker.stderr(), pki.REFUSED, tls__serial=cert.serial, tls__reason="certificate revoked")
+    """The refusals of `cert` as revoked. The broker logs serials as whole bytes of hex (`02E4…`); `openssl x509
+    -serial` may drop the leading zero."""
+    return [l for l in pki.log_lines(broker.stderr(), pki.REFUSED, tls__reason="certificate revoked")
+            if l.fields.get("tls.serial", "").lstrip("0") == cert.serial.lstrip("0")]
 
 
 def revoke_and_check(broker: harness.Broker, w: Walkthrough, sub: pki.MosquittoSub, port: int) -> None:
