@@ -123,16 +123,16 @@ let package = Package(
             path: "benchmarks/TLSHandshakeLoad"
         ),
 
-        // Fuzzing: bin/fuzz builds these with -DMQTT_FUZZING -DREVOCATION_FUZZING and -sanitize=fuzzer,address; a
-        // plain build replays inputs.
+        // Fuzzing: bin/fuzz builds these with -DFUZZING and -sanitize=fuzzer,address; a plain build replays inputs.
+        .target(name: "FuzzSupport", path: "Fuzz/FuzzSupport"),
         .executableTarget(
             name: "MQTTDecoderFuzzer",
-            dependencies: ["MQTTCodec", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["FuzzSupport", "MQTTCodec", .product(name: "NIOCore", package: "swift-nio")],
             path: "Fuzz/MQTTDecoderFuzzer"
         ),
         .executableTarget(
             name: "RevocationFuzzer",
-            dependencies: ["Fetcher", "OpenSSLTLS"],
+            dependencies: ["FuzzSupport", "Fetcher", "OpenSSLTLS"],
             path: "Fuzz/RevocationFuzzer"
         ),
 

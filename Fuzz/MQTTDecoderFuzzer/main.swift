@@ -1,7 +1,7 @@
 // libFuzzer harness for MQTTDecoder (see shared notes, section 10: SwiftPM runs this file's top-level code, so it
 // hands control to libFuzzer through LLVMFuzzerRunDriver).
 //
-// Built with `-Xswiftc -DMQTT_FUZZING -Xswiftc -sanitize=fuzzer,address -Xswiftc -use-ld=lld` it is a libFuzzer
+// Built with `-Xswiftc -DFUZZING -Xswiftc -sanitize=fuzzer,address -Xswiftc -use-ld=lld` it is a libFuzzer
 // binary. Built without that flag (a plain `swift build`) it links without libFuzzer and replays the files or
 // directories named on its command line through the same checks, to reproduce a crash or re-run a corpus.
 //
@@ -10,6 +10,7 @@
 // input and once fed in small chunks; both must agree. Every decoded packet must survive encode → decode unchanged,
 // and `encodedSize` must match the bytes written.
 
+import FuzzSupport
 import MQTTCodec
 import NIOCore
 
@@ -17,15 +18,6 @@ import NIOCore
     import Glibc
 #elseif canImport(Darwin)
     import Darwin
-#endif
-
-#if MQTT_FUZZING
-    @_silgen_name("LLVMFuzzerRunDriver")
-    func llvmFuzzerRunDriver(
-        _ argc: UnsafeMutablePointer<Int32>,
-        _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-        _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
-    ) -> Int32
 #endif
 
 private let maximumPacketSize = 1 << 20
@@ -115,42 +107,4 @@ public func mqttDecoderFuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size:
     return 0
 }
 
-#if MQTT_FUZZING
-    var fuzzerArgc = CommandLine.argc
-    var fuzzerArgv = CommandLine.unsafeArgv
-    exit(llvmFuzzerRunDriver(&fuzzerArgc, &fuzzerArgv, mqttDecoderFuzzerTestOneInput))
-#else
-    /// Replays one input file through the harness.
-    private func replay(path: String) -> Bool {
-        guard let file = fopen(path, "rb") else { return false }
-        defer { fclose(file) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            let count = fread(&chunk, 1, chunk.count, file)
-            if count <= 0 { break }
-            bytes += chunk[..<count]
-        }
-        _ = bytes.withUnsafeBufferPointer { mqttDecoderFuzzerTestOneInput($0.baseAddress, $0.count) }
-        return true
-    }
-
-    var replayed = 0
-    for argument in CommandLine.arguments.dropFirst() where !argument.hasPrefix("-") {
-        if let directory = opendir(argument) {
-            while let entry = readdir(directory) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-                }
-                if name != "." && name != ".." && replay(path: argument + "/" + name) { replayed += 1 }
-            }
-            closedir(directory)
-        } else if replay(path: argument) {
-            replayed += 1
-        } else {
-            print("cannot read \(argument)")
-            exit(1)
-        }
-    }
-    print("replayed \(replayed) inputs without a failure")
-#endif
+FuzzDriver.main(mqttDecoderFuzzerTestOneInput)

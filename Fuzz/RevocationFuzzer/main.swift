@@ -1,7 +1,7 @@
 // libFuzzer harness for the paths that parse CRLs and OCSP responses from outside. Like MQTTDecoderFuzzer (see the
 // shared notes, section 10) it hands control to libFuzzer through LLVMFuzzerRunDriver from top-level code.
 //
-// Built with `-Xswiftc -DREVOCATION_FUZZING -Xswiftc -sanitize=fuzzer,address -Xswiftc -use-ld=lld` (bin/fuzz) it is
+// Built with `-Xswiftc -DFUZZING -Xswiftc -sanitize=fuzzer,address -Xswiftc -use-ld=lld` (bin/fuzz) it is
 // a libFuzzer binary. Built without that flag (a plain `swift build`) it replays the files or directories named on
 // its command line through the same checks, to reproduce a crash or re-run a corpus.
 //
@@ -22,6 +22,7 @@
 // else through the checks, so a failure here means a check let something in.
 
 import Fetcher
+import FuzzSupport
 import OpenSSLTLS
 
 #if canImport(Glibc)
@@ -29,29 +30,6 @@ import OpenSSLTLS
 #elseif canImport(Darwin)
     import Darwin
 #endif
-
-#if REVOCATION_FUZZING
-    @_silgen_name("LLVMFuzzerRunDriver")
-    func llvmFuzzerRunDriver(
-        _ argc: UnsafeMutablePointer<Int32>,
-        _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-        _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
-    ) -> Int32
-#endif
-
-/// The whole file, or nil if it cannot be read.
-private func readFile(_ path: String) -> [UInt8]? {
-    guard let file = fopen(path, "rb") else { return nil }
-    defer { fclose(file) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65_536)
-    while true {
-        let count = fread(&chunk, 1, chunk.count, file)
-        if count <= 0 { break }
-        bytes += chunk[..<count]
-    }
-    return ferror(file) == 0 ? bytes : nil
-}
 
 /// What the references are, and what every accepted input must equal. Loaded once, before fuzzing; immutable.
 private struct Reference: Sendable {
@@ -111,7 +89,7 @@ private struct Reference: Sendable {
         }
         func bytes(_ name: String) -> [UInt8] {
             let file = path(name)
-            guard let contents = readFile(file) else { fail("cannot read \(name)=\(file)") }
+            guard let contents = FuzzDriver.readFile(file) else { fail("cannot read \(name)=\(file)") }
             return contents
         }
         let now = Int64(time(nil))
@@ -189,34 +167,4 @@ public func revocationFuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: 
     return 0
 }
 
-#if REVOCATION_FUZZING
-    var fuzzerArgc = CommandLine.argc
-    var fuzzerArgv = CommandLine.unsafeArgv
-    exit(llvmFuzzerRunDriver(&fuzzerArgc, &fuzzerArgv, revocationFuzzerTestOneInput))
-#else
-    /// Replays one input file through the harness.
-    private func replay(path: String) -> Bool {
-        guard let bytes = readFile(path) else { return false }
-        _ = bytes.withUnsafeBufferPointer { revocationFuzzerTestOneInput($0.baseAddress, $0.count) }
-        return true
-    }
-
-    var replayed = 0
-    for argument in CommandLine.arguments.dropFirst() where !argument.hasPrefix("-") {
-        if let directory = opendir(argument) {
-            while let entry = readdir(directory) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-                }
-                if name != "." && name != ".." && replay(path: argument + "/" + name) { replayed += 1 }
-            }
-            closedir(directory)
-        } else if replay(path: argument) {
-            replayed += 1
-        } else {
-            print("cannot read \(argument)")
-            exit(1)
-        }
-    }
-    print("replayed \(replayed) inputs without a failure")
-#endif
+FuzzDriver.main(revocationFuzzerTestOneInput)
