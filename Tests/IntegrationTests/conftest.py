@@ -24,7 +24,8 @@ import pytest
 
 import harness
 
-# Hard bound for one test (setup + call + teardown each), so a hung binary cannot hang the suite.
+# Hard bound for one test (setup + call + teardown each), so a hung binary cannot hang the suite; a test that
+# needs longer says so with `@pytest.mark.time_limit(SECONDS)`.
 TEST_TIME_LIMIT = 90
 
 
@@ -83,13 +84,20 @@ def broker(make_broker) -> harness.Broker:
     return make_broker()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"time_limit(seconds): this test's hard time bound (default {TEST_TIME_LIMIT} s)")
+
+
 @pytest.fixture(autouse=True)
-def _time_limit():
+def _time_limit(request: pytest.FixtureRequest):
+    marker = request.node.get_closest_marker("time_limit")
+    limit = int(marker.args[0]) if marker else TEST_TIME_LIMIT
+
     def on_alarm(signum, frame):
-        raise TimeoutError(f"test exceeded the {TEST_TIME_LIMIT}s limit")
+        raise TimeoutError(f"test exceeded the {limit}s limit")
 
     old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(TEST_TIME_LIMIT)
+    signal.alarm(limit)
     yield
     signal.alarm(0)
     signal.signal(signal.SIGALRM, old)

@@ -240,18 +240,24 @@ def revoke_and_check(broker: harness.Broker, w: Walkthrough, sub: pki.MosquittoS
     assert sub.expect() == ("walkthrough/kept", "still here")
 
 
-def test_emqx_crl_and_ocsp_walkthrough(make_broker, walkthrough) -> None:
+def start_node(make_broker, walkthrough, refresh: str) -> tuple[harness.Broker, int]:
+    """A node with the page's config lines; returned once the CRL it fetched from the page's HTTP server is in
+    force and the client got through both ways."""
     w, server, responder = walkthrough
-    broker = make_broker("walkthrough")
-    emqx_config(broker, w, server, responder, refresh="2s")
+    broker = make_broker(f"walkthrough-{refresh}")
+    emqx_config(broker, w, server, responder, refresh=refresh)
     broker.start_foreground()
     port = broker.ssl_port
     assert port is not None
-    pids_before = harness.child_pids(broker.status()) | {broker.supervisor_pid}
-
-    # The CRL was fetched from the page's HTTP server and is in force; the client gets through both ways.
     wait_crl_in_force(broker, server.url("crl.pem"), w)
-    pub_sub_round_trip(port, w, w.client, "before")
+    pub_sub_round_trip(port, w, w.client, f"before-{refresh}")
+    return broker, port
+
+
+def test_emqx_crl_and_ocsp_walkthrough(make_broker, walkthrough) -> None:
+    w = walkthrough[0]
+    broker, port = start_node(make_broker, walkthrough, refresh="2s")
+    pids_before = harness.child_pids(broker.status()) | {broker.supervisor_pid}
 
     # OCSP stapling, checked as the page does: openssl s_client -connect ... -status
     def stapled() -> pki.SClientResult | None:
@@ -278,14 +284,8 @@ def test_emqx_crl_and_ocsp_walkthrough(make_broker, walkthrough) -> None:
 def test_documented_refresh_interval_with_refresh_on_demand(make_broker, walkthrough) -> None:
     """The page's lines exactly as written (`crl_cache_refresh_interval = 15m`): the CRL is fetched at start and an
     operator who just revoked a certificate need not wait 15 minutes: `gatehouse refresh` applies it now."""
-    w, server, responder = walkthrough
-    broker = make_broker("walkthrough-15m")
-    emqx_config(broker, w, server, responder, refresh="15m")
-    broker.start_foreground()
-    port = broker.ssl_port
-    assert port is not None
-    wait_crl_in_force(broker, server.url("crl.pem"), w)
-    pub_sub_round_trip(port, w, w.client, "doc")
+    w = walkthrough[0]
+    broker, port = start_node(make_broker, walkthrough, refresh="15m")
 
     w.revoke("client")
     w.gencrl()
