@@ -151,6 +151,15 @@ let package = Package(
         ),
         .testTarget(name: "RevocationCacheTests", dependencies: ["RevocationCache", "ProcessSupport"]),
         .testTarget(
+            name: "WorkerTests",
+            dependencies: [
+                "Worker", "MQTTBroker",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
             name: "BrokerStoreTests", dependencies: ["BrokerStore", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
