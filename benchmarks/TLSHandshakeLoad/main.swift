@@ -2,6 +2,12 @@
 // benchmarks/run. Each thread loops: TCP connect, TLS handshake with a client certificate (no resumption),
 // MQTT 3.1.1 CONNECT, wait for CONNACK, DISCONNECT, close. Prints one JSON object; with --samples FILE it also
 // writes "start_ns latency_ns ok" per handshake, for latency over time (e.g. during a CRL swap).
+//
+// Hold mode (--hold N [--hold-seconds S]): opens N concurrent connections the same way (at most --window per
+// thread in progress at once, non-blocking, --threads threads), keeps them all open for S seconds, then checks
+// each with PINGREQ/PINGRESP and closes them. It prints "holding N connections ..." on stderr once all are open
+// and one JSON object on stdout at the end (see ConnectionHolder.swift); it exits 1 unless all N were held and
+// answered.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,6 +27,15 @@ struct Options {
     var expectRefusal = false
     /// Send status_request and count the handshakes that came back with an OCSP staple.
     var requestStatus = false
+    /// Hold mode: this many concurrent connections (0: the handshake-rate mode).
+    var hold = 0
+    var holdSeconds = 10.0
+    /// Hold mode: connections in progress at once, per thread.
+    var window = 64
+    /// Hold mode: the MQTT keep alive sent in CONNECT (0: none, the broker never times the client out).
+    var keepAlive = 0
+    /// Hold mode: seconds one connection may take to reach CONNACK, and the PINGRESP phase may take.
+    var timeout = 60.0
 
     static func parse() -> Options {
         var options = Options()
@@ -42,6 +57,11 @@ struct Options {
             case "--samples": options.samples = value()
             case "--expect-refusal": options.expectRefusal = true
             case "--status": options.requestStatus = true
+            case "--hold": options.hold = Int(value()) ?? 0
+            case "--hold-seconds": options.holdSeconds = Double(value()) ?? 10
+            case "--window": options.window = Int(value()) ?? 64
+            case "--keepalive": options.keepAlive = Int(value()) ?? 0
+            case "--timeout": options.timeout = Double(value()) ?? 60
             default:
                 FileHandle.standardError.write(Data("unknown option \(arguments[index])\n".utf8))
                 exit(2)
@@ -81,6 +101,10 @@ final class ClientContext: @unchecked Sendable {
             exit(2)
         }
         SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nil)
+        if options.hold > 0 {
+            // Thousands of idle connections: give their read and write buffers back while they wait.
+            _ = COpenSSLShims_SSL_CTX_set_mode(context, Int(SSL_MODE_RELEASE_BUFFERS))
+        }
     }
 }
 
@@ -167,7 +191,12 @@ final class Collector: @unchecked Sendable {
 
 let options = Options.parse()
 SSL_library_init_compat()
+// A write to a connection the broker closed must fail with EPIPE, not kill the load generator.
+signal(SIGPIPE, SIG_IGN)
 let context = ClientContext(options)
+if options.hold > 0 {
+    exit(runHold(options, context: context))
+}
 let collector = Collector()
 let deadline = now() + UInt64(options.seconds * 1e9)
 let startedAt = now()
