@@ -149,6 +149,7 @@ let package = Package(
             name: "MQTTBrokerTests",
             dependencies: ["MQTTBroker", "MQTTCodec", "ProcessSupport", .product(name: "NIOCore", package: "swift-nio")]
         ),
+        .testTarget(name: "ProcessSupportTests", dependencies: ["ProcessSupport"]),
         .testTarget(name: "RevocationCacheTests", dependencies: ["RevocationCache", "ProcessSupport"]),
         .testTarget(
             name: "WorkerTests",

@@ -20,4 +20,11 @@ public enum ResourceLimits {
         }
         return UInt64(limit.rlim_cur)
     }
+
+    /// The open-files limit in force, soft and hard, or nil if it cannot be read.
+    public static func openFiles() -> (soft: UInt64, hard: UInt64)? {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return nil }
+        return (UInt64(limit.rlim_cur), UInt64(limit.rlim_max))
+    }
 }

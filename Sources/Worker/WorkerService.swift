@@ -283,6 +283,13 @@ public final class WorkerService: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             // NIO 2.101 has no name for SO_REUSEPORT; every worker binds the same address and the kernel balances.
             .serverChannelOption(.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: 1)
+            // A failing accept (EMFILE: descriptors exhausted) is retried after a second, not at once forever.
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        AcceptBackoffOnErrorHandler(listener: identifier, logger: logger))
+                }
+            }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
