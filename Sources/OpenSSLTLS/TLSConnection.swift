@@ -50,8 +50,8 @@ final class TLSConnection {
 
     private let ssl: OpaquePointer
     /// Owned by `ssl` (SSL_set_bio); borrowed here.
-    private let readBIO: OpaquePointer
-    private let writeBIO: OpaquePointer
+    private var readBIO: OpaquePointer
+    private var writeBIO: OpaquePointer
     let context: TLSContext
     let verification = VerificationRecord()
 
@@ -154,6 +154,38 @@ final class TLSConnection {
                 offset += Int(written)
             }
         }
+    }
+
+    /// A memory BIO keeps the largest buffer it ever needed (the handshake flights, a large message) for the life
+    /// of the connection, and most MQTT connections sit idle for hours after the handshake. When both BIOs are
+    /// empty and either holds more than `retainedBufferLimit` bytes, fresh ones replace them (SSL_set_bio frees
+    /// the old pair): a few KiB less per idle connection.
+    func releaseBuffersIfIdle() {
+        guard BIO_ctrl_pending(readBIO) == 0, BIO_ctrl_pending(writeBIO) == 0,
+              Self.capacity(of: readBIO) > Self.retainedBufferLimit
+                || Self.capacity(of: writeBIO) > Self.retainedBufferLimit,
+              let freshRead = BIO_new(BIO_s_mem())
+        else {
+            return
+        }
+        guard let freshWrite = BIO_new(BIO_s_mem()) else {
+            BIO_free(freshRead)
+            return
+        }
+        SSL_set_bio(ssl, freshRead, freshWrite)
+        readBIO = freshRead
+        writeBIO = freshWrite
+    }
+
+    static let retainedBufferLimit = 1024
+
+    /// The bytes a memory BIO has allocated (not what it holds).
+    private static func capacity(of bio: OpaquePointer) -> Int {
+        var memory: UnsafeMutablePointer<BUF_MEM>?
+        guard BIO_ctrl(bio, BIO_C_GET_BUF_MEM_PTR, 0, &memory) > 0, let memory else {
+            return 0
+        }
+        return memory.pointee.max
     }
 
     /// Received ciphertext not yet consumed by OpenSSL.

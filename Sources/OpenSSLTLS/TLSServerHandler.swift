@@ -179,6 +179,9 @@ public final class TLSServerHandler: ChannelDuplexHandler {
 
     public func channelReadComplete(context: ChannelHandlerContext) {
         flushCiphertext(context: context)
+        if state == .active {
+            connection?.releaseBuffersIfIdle()
+        }
         if hasFiredRead {
             hasFiredRead = false
             context.fireChannelReadComplete()
