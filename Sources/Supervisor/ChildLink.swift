@@ -33,6 +33,7 @@ final class ChildLink {
 
     /// Reads what is there. Returns the complete messages, or nil on EOF / a malformed frame (then the link closes).
     func receive() -> [ChildMessage]? {
+        guard !isClosed else { return nil }
         var messages: [ChildMessage] = []
         while true {
             let bytes: [UInt8]

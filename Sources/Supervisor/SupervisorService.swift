@@ -130,19 +130,23 @@ public final class SupervisorService {
         }
 
         if descriptors[0].revents != 0 { handleSignals() }
-        if descriptors[1].revents != 0 { acceptControlClients() }
+        // A link or client closed meanwhile (a child reaped above) is skipped: its descriptor number may already
+        // belong to something else. New control clients are accepted last, so that none of them can get a
+        // number this iteration still knows under another owner.
+        for (index, link) in linkList.enumerated() where descriptors[3 + index].revents != 0 && !link.isClosed {
+            handleLink(link)
+        }
+        let clientBase = 3 + linkList.count
+        for (index, client) in clientList.enumerated()
+        where descriptors[clientBase + index].revents != 0 && controlClients[client.fileDescriptor] === client {
+            handleControlClient(client)
+        }
         if metricsListener >= 0, descriptors[2].revents != 0 {
             MetricsEndpoint.serve(metricsListener) {
                 MetricsEndpoint.render(statusReport(now: .now()), now: WallClock.seconds)
             }
         }
-        for (index, link) in linkList.enumerated() where descriptors[3 + index].revents != 0 {
-            handleLink(link)
-        }
-        let clientBase = 3 + linkList.count
-        for (index, client) in clientList.enumerated() where descriptors[clientBase + index].revents != 0 {
-            handleControlClient(client)
-        }
+        if descriptors[1].revents != 0 { acceptControlClients() }
         expireControlClients()
         perform(machine.tick(now: .now()))
     }
@@ -196,10 +200,13 @@ public final class SupervisorService {
     }
 
     private func handleLink(_ link: ChildLink) {
-        guard let messages = link.receive() else {
+        let received = link.receive()
+        if link.isClosed {
+            // EOF (the child exited): the link goes now, even with messages read before the EOF, so that its
+            // closed descriptor is never polled again (the number is soon reused, e.g. by a control client).
             links.removeValue(forKey: link.pid)
-            return
         }
+        guard let messages = received else { return }
         for message in messages {
             switch message {
             case .ready:
