@@ -144,6 +144,7 @@ public final class FetcherService {
             if delivered.requestsChanged {
                 takeRequests(now: WallClock.seconds)
             }
+            // Once a second: the cache tree still there, and the counters to the supervisor.
             if MonotonicInstant.now().duration(since: lastStatisticsAt) >= .seconds(1) {
                 lastStatisticsAt = .now()
                 checkCacheTree(now: WallClock.seconds)
@@ -416,10 +417,7 @@ public final class FetcherService {
     /// The cache tree removed while running (by hand, by a cleaner): it is recreated and everything is fetched
     /// again, unconditionally, since what was published is gone. Workers keep what they loaded meanwhile.
     private func checkCacheTree(now: Double) {
-        let directories = [
-            layout.root, layout.crlDirectory, layout.ocspDirectory, layout.metadataDirectory, layout.requestDirectory,
-        ]
-        guard directories.contains(where: { !FileDescriptor.isDirectory($0) }) else {
+        guard layout.directories.contains(where: { !FileDescriptor.isDirectory($0) }) else {
             cacheTreeError = nil
             return
         }

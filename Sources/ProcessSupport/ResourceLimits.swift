@@ -9,16 +9,10 @@ public enum ResourceLimits {
     /// thousand clients; children started afterwards inherit the raised limit.
     @discardableResult
     public static func raiseOpenFiles() -> UInt64 {
-        var limit = rlimit()
-        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 0 }
-        if limit.rlim_cur < limit.rlim_max {
-            var raised = limit
-            raised.rlim_cur = limit.rlim_max
-            if setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &raised) == 0 {
-                return UInt64(raised.rlim_cur)
-            }
-        }
-        return UInt64(limit.rlim_cur)
+        guard let current = openFiles() else { return 0 }
+        guard current.soft < current.hard else { return current.soft }
+        var raised = rlimit(rlim_cur: rlim_t(current.hard), rlim_max: rlim_t(current.hard))
+        return setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &raised) == 0 ? current.hard : current.soft
     }
 
     /// The open-files limit in force, soft and hard, or nil if it cannot be read.

@@ -29,10 +29,13 @@ public struct CacheLayout: Sendable, Equatable {
     public var metadataDirectory: String { root + "/meta" }
     public var requestDirectory: String { root + "/requests" }
 
+    /// The root and every directory in it.
+    public var directories: [String] { [root, crlDirectory, ocspDirectory, metadataDirectory, requestDirectory] }
+
     /// Creates the directory tree with mode 0700 (the root is tightened to 0700 even if it existed).
     public func create() throws(SystemError) {
         try FileDescriptor.makeDirectory(root, mode: 0o700, enforceMode: true)
-        for directory in [crlDirectory, ocspDirectory, metadataDirectory, requestDirectory] {
+        for directory in directories.dropFirst() {
             try FileDescriptor.makeDirectory(directory, mode: 0o700)
         }
     }

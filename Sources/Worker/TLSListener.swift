@@ -155,6 +155,19 @@ final class TLSListener: Sendable {
         }
     }
 
+    /// One line for the refusals not logged one by one since the last call (more than
+    /// `TLSRefusalCounter.logLinesPerSecond` a second), with their count by reason; nothing if there were none.
+    func logSuppressedRefusals() {
+        let suppressed = refusals.takeSuppressed()
+        guard !suppressed.isEmpty else { return }
+        logger.warning(
+            "TLS handshake refusals not logged one by one (more than \(TLSRefusalCounter.logLinesPerSecond) a second)",
+            metadata: [
+                "tls.refused": "\(suppressed.values.reduce(0, +))",
+                "tls.reasons": "\(suppressed.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", "))",
+            ])
+    }
+
     // MARK: Building
 
     /// The identity of every file a build reads: the CRL files that apply and the staple.
@@ -179,16 +192,10 @@ final class TLSListener: Sendable {
         if settings.enableCRLCheck {
             let cas = try settings.caCertFile.map { try X509Certificate.load(file: $0) } ?? []
             let present = crlPaths(settings: settings, cacheLayout: cacheLayout)
+            let listed = Set(present)
             // A file that vanished (the cache directory removed, a crlfile moved away) keeps what was loaded from
             // it: revocation data is replaced by newer data, never dropped because a file is gone.
-            let vanished = previous.keys.filter { !present.contains($0) && FileIdentity(path: $0) == nil }.sorted()
-            for path in vanished {
-                if let known = previous[path] {
-                    lastGood[path] = known
-                    crls += known.crls
-                }
-            }
-            for path in present {
+            for path in present + previous.keys.filter({ !listed.contains($0) }).sorted() {
                 guard let identity = FileIdentity(path: path) else {
                     if let known = previous[path] {
                         lastGood[path] = known

@@ -196,7 +196,6 @@ public final class WorkerService: Sendable {
         every interval: TimeAmount, link: any Channel, broker: NIOLoopBound<Broker>, tls: [TLSListener]
     ) {
         let connections = self.connections
-        let logger = self.logger
         loop.scheduleRepeatedTask(initialDelay: .zero, delay: interval) { _ in
             var statistics = ChildStatistics()
             let counters = broker.value.statistics
@@ -218,15 +217,7 @@ public final class WorkerService: Sendable {
                 return figures
             }
             for listener in tls {
-                let suppressed = listener.refusals.takeSuppressed()
-                guard !suppressed.isEmpty else { continue }
-                logger.warning(
-                    "TLS handshake refusals not logged one by one (more than \(TLSRefusalCounter.logLinesPerSecond) a second)",
-                    metadata: [
-                        "listener": "\(listener.listener.identifier)",
-                        "tls.refused": "\(suppressed.values.reduce(0, +))",
-                        "tls.reasons": "\(suppressed.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", "))",
-                    ])
+                listener.logSuppressedRefusals()
             }
             link.writeAndFlush(ByteBuffer(bytes: ChildMessage.statistics(json: statistics.encodedJSON()).encoded()), promise: nil)
         }
