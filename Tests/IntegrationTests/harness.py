@@ -165,6 +165,18 @@ def proc_cmdline(pid: int) -> list[str]:
         return []
 
 
+def rss_kib(pid: int) -> int:
+    """VmRSS of a process in KiB (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def wait_until(
     predicate: Callable[[], Any], timeout: float, interval: float = 0.05, message: str = "condition"
 ) -> Any:

@@ -48,23 +48,12 @@ def load_generator() -> Path:
                 "run `swift build --build-tests` or `swift build --product tls-handshake-load`")
 
 
-def rss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def broker_rss_kib(broker: harness.Broker) -> tuple[int, dict[str, int]]:
     """VmRSS summed over every process of the node (from `status`), and each one's."""
     each = {}
     for p in broker.status()["processes"]:
         name = p["role"] if p["role"] != "worker" else f"worker/{p['slot']}"
-        each[name] = rss_kib(p["pid"])
+        each[name] = harness.rss_kib(p["pid"])
     return sum(each.values()), each
 
 
