@@ -15,7 +15,7 @@ public enum CRLAcceptance {
         public var number: String?
     }
 
-    public static let clockLeeway: Int64 = 300
+    public static let clockLeeway: Int64 = RevocationClock.skewLeeway
 
     /// - Parameters:
     ///   - publishedNumber, publishedThisUpdate: of the CRL published from the same source, if any: a lower
@@ -53,7 +53,7 @@ public enum CRLAcceptance {
             return .failure(.invalid("cRLNumber \(number) is negative"))
         }
         if let publishedNumber, let number {
-            if Self.compareDecimal(number, publishedNumber) < 0 {
+            if CRLOrder.compareDecimal(number, publishedNumber) < 0 {
                 return .failure(.invalid(
                     "rollback: cRLNumber \(number) is lower than the published \(publishedNumber)"))
             }
@@ -68,15 +68,6 @@ public enum CRLAcceptance {
         }
         return .success(Accepted(
             crl: verified, der: der, thisUpdate: thisUpdate, nextUpdate: nextUpdate, number: number))
-    }
-
-    /// Compares two non-negative decimal integers of any length: -1, 0, 1.
-    static func compareDecimal(_ lhs: String, _ rhs: String) -> Int {
-        let left = lhs.drop { $0 == "0" }
-        let right = rhs.drop { $0 == "0" }
-        if left.count != right.count { return left.count < right.count ? -1 : 1 }
-        if left == right { return 0 }
-        return left < right ? -1 : 1
     }
 }
 

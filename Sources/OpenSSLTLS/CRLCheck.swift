@@ -121,7 +121,8 @@ enum CRLCheck {
             guard let thisUpdate = record.thisUpdate else {
                 return fail(X509_V_ERR_ERROR_IN_CRL_LAST_UPDATE_FIELD)
             }
-            if thisUpdate > now {
+            // The same leeway as the fetcher's: a CRL it published is never "not yet valid" here.
+            if thisUpdate > now + RevocationClock.skewLeeway {
                 return fail(X509_V_ERR_CRL_NOT_YET_VALID)
             }
             if let nextUpdate = record.nextUpdate, nextUpdate < now {

@@ -79,7 +79,8 @@ public enum OCSP {
     /// a single response for exactly `certificate` (CertID match); the status is good; thisUpdate is not in the
     /// future (with `leeway` seconds of clock skew) and nextUpdate not reached (no leeway).
     public static func validate(
-        _ der: [UInt8], certificate: X509Certificate, issuer: X509Certificate, now: Int64, leeway: Int64 = 300
+        _ der: [UInt8], certificate: X509Certificate, issuer: X509Certificate, now: Int64,
+        leeway: Int64 = RevocationClock.skewLeeway
     ) -> Result<OCSPVerifiedResponse, OCSPValidationError> {
         OpenSSLErrorQueue.clear()
         guard !der.isEmpty else {

@@ -144,7 +144,7 @@ import Testing
         ("000000000000000000000000000000000000001", "2", -1),
     ])
     func compareDecimal(_ lhs: String, _ rhs: String, _ expected: Int) {
-        #expect(CRLAcceptance.compareDecimal(lhs, rhs) == expected)
-        #expect(CRLAcceptance.compareDecimal(rhs, lhs) == -expected)
+        #expect(CRLOrder.compareDecimal(lhs, rhs) == expected)
+        #expect(CRLOrder.compareDecimal(rhs, lhs) == -expected)
     }
 }
