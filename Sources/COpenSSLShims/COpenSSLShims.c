@@ -29,6 +29,14 @@ uint64_t COpenSSLShims_SSL_OP_CIPHER_SERVER_PREFERENCE(void) {
     return SSL_OP_CIPHER_SERVER_PREFERENCE;
 }
 
+uint64_t COpenSSLShims_SSL_OP_NO_TICKET(void) {
+    return SSL_OP_NO_TICKET;
+}
+
+int COpenSSLShims_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *certificate) {
+    return (int)SSL_CTX_add1_chain_cert(ctx, certificate);
+}
+
 int COpenSSLShims_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version) {
     return (int)SSL_CTX_set_min_proto_version(ctx, version);
 }

@@ -59,6 +59,38 @@ public enum CRLOrder {
     }
 }
 
+/// Which CRLs are in force. Stateless.
+public enum CRLSelection {
+    /// Of `crls` (verified), the newest of each lineage, in the order their lineages first appear, and the others.
+    /// A CRL without a lineage (unverified, unsupported scope) stays in force on its own.
+    public static func newestPerLineage(
+        _ crls: [CertificateRevocationList]
+    ) -> (inForce: [CertificateRevocationList], superseded: [CertificateRevocationList]) {
+        var order: [CRLLineage] = []
+        var newest: [CRLLineage: CertificateRevocationList] = [:]
+        var loose: [CertificateRevocationList] = []
+        var superseded: [CertificateRevocationList] = []
+        for crl in crls {
+            guard let lineage = crl.lineage else {
+                loose.append(crl)
+                continue
+            }
+            guard let held = newest[lineage] else {
+                order.append(lineage)
+                newest[lineage] = crl
+                continue
+            }
+            if crl.isNewer(than: held) {
+                superseded.append(held)
+                newest[lineage] = crl
+            } else {
+                superseded.append(crl)
+            }
+        }
+        return (order.compactMap { newest[$0] } + loose, superseded)
+    }
+}
+
 /// How far in the future a thisUpdate (of a CRL or an OCSP response) may lie and still be used: the issuer's clock
 /// may run ahead of ours. One value for the fetcher's checks, the worker's loading and the per-handshake check, so
 /// that nothing the fetcher publishes is refused by a worker for the same reason.

@@ -3,9 +3,25 @@ internal import COpenSSLShims
 import NIOCore
 
 /// What the verify callback saw for one connection: the first failed check, and the certificates involved (OpenSSL
-/// does not keep the client's certificate when its verification fails, so it is captured here). Owned by one
-/// `TLSConnection`; written only from inside that connection's `SSL_do_handshake`, on its event loop.
+/// does not keep the client's certificate when its verification fails, so it is captured here), and what the
+/// completion check needs: the client's chain and the context it was last verified against. Owned by one
+/// `TLSConnection`; written only from inside that connection's `SSL_do_handshake` and by its handler, on its event
+/// loop.
 final class VerificationRecord {
+    /// The context the connection was created with.
+    let context: TLSContext
+    /// The listener's gate, which knows the context in force; nil for a connection on a bare context.
+    let gate: TLSGate?
+    /// The client's chain as it sent it (client certificate first), from its verification or its ticket, kept
+    /// until the handshake completes.
+    var peerChain: [X509Certificate] = []
+    /// The certificates live revocation watches (see `TLSGate.Admission.subjects`).
+    var subjects: [RevocationSubject] = []
+    /// The context the client chain was last verified against (nil: no client certificate verified).
+    var verifiedAgainst: TLSContext?
+    /// A ticket refused because a full handshake with its certificate would fail now: the verify error and the
+    /// certificate (the handshake then continues in full).
+    var refusedResumption: (error: Int32, peer: PeerCertificate)?
     var error: Int32 = 0
     var errorDepth: Int?
     var errorCertificate: X509Certificate?
@@ -15,6 +31,11 @@ final class VerificationRecord {
     var missingCRLDistributionPoints: [String] = []
     /// Set when a CRL past its nextUpdate was used under `crl_fail_policy = grace`.
     var staleCRL: StaleCRLUse?
+
+    init(context: TLSContext, gate: TLSGate?) {
+        self.context = context
+        self.gate = gate
+    }
 }
 
 /// A handshake decided on a CRL past its nextUpdate, within the grace period.
@@ -53,9 +74,9 @@ final class TLSConnection {
     private var readBIO: OpaquePointer
     private var writeBIO: OpaquePointer
     let context: TLSContext
-    let verification = VerificationRecord()
+    let verification: VerificationRecord
 
-    init(context: TLSContext) throws(OpenSSLError) {
+    init(context: TLSContext, gate: TLSGate? = nil) throws(OpenSSLError) {
         let ssl = try openSSLObject("SSL_new", "cannot create SSL") { SSL_new(context.pointer) }
         guard let readBIO = BIO_new(BIO_s_mem()) else {
             SSL_free(ssl)
@@ -72,6 +93,7 @@ final class TLSConnection {
         self.readBIO = readBIO
         self.writeBIO = writeBIO
         self.context = context
+        verification = VerificationRecord(context: context, gate: gate)
         guard Self.recordIndex >= 0,
               SSL_set_ex_data(ssl, Self.recordIndex, Unmanaged.passUnretained(verification).toOpaque()) == 1
         else {
@@ -85,9 +107,20 @@ final class TLSConnection {
 
     /// The verification record of the connection a store context verifies for, if any.
     static func record(for storeContext: OpaquePointer) -> VerificationRecord? {
-        guard let rawSSL = X509_STORE_CTX_get_ex_data(storeContext, SSL_get_ex_data_X509_STORE_CTX_idx()),
-              let rawRecord = SSL_get_ex_data(OpaquePointer(rawSSL), recordIndex)
-        else {
+        guard let ssl = ssl(of: storeContext) else {
+            return nil
+        }
+        return record(forSSL: ssl)
+    }
+
+    /// The `SSL` a store context verifies for, if any.
+    static func ssl(of storeContext: OpaquePointer) -> OpaquePointer? {
+        X509_STORE_CTX_get_ex_data(storeContext, SSL_get_ex_data_X509_STORE_CTX_idx()).map { OpaquePointer($0) }
+    }
+
+    /// The verification record of `ssl`'s connection, if it is one of ours.
+    static func record(forSSL ssl: OpaquePointer) -> VerificationRecord? {
+        guard let rawRecord = SSL_get_ex_data(ssl, recordIndex) else {
             return nil
         }
         return Unmanaged<VerificationRecord>.fromOpaque(rawRecord).takeUnretainedValue()
@@ -96,13 +129,9 @@ final class TLSConnection {
     /// The verify callback of every context: records the first failure on the connection being verified, and
     /// returns OpenSSL's verdict unchanged.
     static func noteVerification(_ preverified: Int32, _ storeContext: OpaquePointer?) -> Int32 {
-        guard preverified == 0, let storeContext,
-              let rawSSL = X509_STORE_CTX_get_ex_data(storeContext, SSL_get_ex_data_X509_STORE_CTX_idx()),
-              let rawRecord = SSL_get_ex_data(OpaquePointer(rawSSL), recordIndex)
-        else {
+        guard preverified == 0, let storeContext, let record = record(for: storeContext) else {
             return preverified
         }
-        let record = Unmanaged<VerificationRecord>.fromOpaque(rawRecord).takeUnretainedValue()
         if record.error == 0 {
             record.error = X509_STORE_CTX_get_error(storeContext)
             record.errorDepth = Int(X509_STORE_CTX_get_error_depth(storeContext))
@@ -293,6 +322,65 @@ final class TLSConnection {
         if result < 0 {
             _ = SSL_get_error(ssl, result)
             ERR_clear_error()
+        }
+    }
+
+    // MARK: - Completion
+
+    /// Verifies the client chain again against `inForce` if it was last verified against another context (or a
+    /// resumed session's certificate was never checked); X509_V_OK when nothing needs checking or it passed.
+    func recheck(against inForce: TLSContext) -> Int32 {
+        let record = verification
+        if record.verifiedAgainst === inForce {
+            return X509_V_OK
+        }
+        if record.peerChain.isEmpty, let leaf = peerCertificate {
+            record.peerChain = [leaf]
+        }
+        guard !record.peerChain.isEmpty else {
+            return X509_V_OK
+        }
+        let (result, chain) = inForce.verifyPeer(chain: record.peerChain, ssl: ssl)
+        guard result == X509_V_OK else {
+            return result
+        }
+        record.subjects = inForce.revocationSubjects(verifiedChain: chain)
+        record.verifiedAgainst = inForce
+        return X509_V_OK
+    }
+
+    /// Lets go of what only the handshake needed (the client's chain and contexts), once it is decided.
+    func releaseHandshakeState() {
+        verification.peerChain = []
+        verification.verifiedAgainst = nil
+    }
+
+    /// Drops whatever OpenSSL queued for the client (a handshake refused after OpenSSL finished it: its Finished
+    /// and tickets must not go out).
+    func discardCiphertext() {
+        let pending = Int(BIO_ctrl_pending(writeBIO))
+        guard pending > 0 else { return }
+        var scratch = [UInt8](repeating: 0, count: min(pending, 16 * 1024))
+        while BIO_ctrl_pending(writeBIO) > 0 {
+            let read = scratch.withUnsafeMutableBytes { BIO_read(writeBIO, $0.baseAddress, Int32($0.count)) }
+            if read <= 0 { break }
+        }
+    }
+
+    /// The TLS alert for a verification error, as OpenSSL chooses it for a failed handshake (ssl_x509err2alert).
+    static func alert(for verifyError: Int32) -> UInt8 {
+        switch verifyError {
+        case X509_V_ERR_CERT_REVOKED: return UInt8(SSL_AD_CERTIFICATE_REVOKED)
+        case X509_V_ERR_CERT_HAS_EXPIRED, X509_V_ERR_CERT_NOT_YET_VALID, X509_V_ERR_CRL_HAS_EXPIRED,
+             X509_V_ERR_CRL_NOT_YET_VALID:
+            return UInt8(SSL_AD_CERTIFICATE_EXPIRED)
+        case X509_V_ERR_UNABLE_TO_GET_CRL, X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER:
+            return UInt8(SSL_AD_UNKNOWN_CA)
+        case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT, X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY,
+             X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN, X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT,
+             X509_V_ERR_CERT_UNTRUSTED:
+            return UInt8(SSL_AD_UNKNOWN_CA)
+        default: return UInt8(SSL_AD_BAD_CERTIFICATE)
         }
     }
 

@@ -9,12 +9,17 @@ import Musl
 #endif
 
 /// One listener generation's server-side TLS setup: an owned `SSL_CTX` with the certificate chain and key, the CA
-/// store with its CRLs and the CRL check, the verification mode, protocol versions, ciphers, session cache and the
-/// OCSP staple. Built off the event loops (it reads files and may verify big CRLs), then shared by every connection
-/// the listener accepts until a newer generation replaces it; connections keep the context they started with.
+/// store with its CRLs and the CRL check, the verification mode, protocol versions, ciphers, session tickets and
+/// the OCSP staple. Built off the event loops (it may verify big CRLs), then shared by every connection the
+/// listener accepts until a newer generation replaces it (`TLSGate`); connections keep the context they started
+/// with, but every verdict is taken against the generation in force when it is taken:
 ///
-/// Every generation has its own session cache and TLS 1.3 ticket keys, so a session issued under an older
-/// generation (an older CRL) cannot be resumed past a newer one: the client falls back to a full handshake.
+/// - a client chain verified while a newer generation is in force is verified again against that one (in the
+///   handshake, so a refusal carries its proper alert);
+/// - a ticket is honoured only if a full handshake with the same certificate would pass at that moment against the
+///   generation in force (revoked, expired certificate, stale CRL under `closed`: refused, and a full handshake
+///   follows); every generation also has its own ticket keys;
+/// - the staple sent is the one of the generation in force when it serves the same certificate.
 ///
 /// `@unchecked Sendable`: fully configured in init and never mutated afterwards; OpenSSL allows `SSL_new` and
 /// handshakes on many threads over one unchanging `SSL_CTX` (its session cache and store lock internally).
@@ -23,8 +28,14 @@ public final class TLSContext: @unchecked Sendable {
     let pointer: OpaquePointer
     /// The configuration this context was built from (it also keeps the CRL objects alive).
     public let configuration: TLSContextConfiguration
-    /// The CA certificates of `caBundlePath`, in file order.
-    public let caCertificates: [X509Certificate]
+    /// The CA certificates of `cacertfile`, in file order.
+    public var caCertificates: [X509Certificate] {
+        configuration.certificateAuthorities
+    }
+    /// The server certificate this context presents.
+    public var certificate: X509Certificate {
+        configuration.identity.certificate
+    }
     /// The verified CRLs in the store (also what `registry` points into).
     public let crls: [CertificateRevocationList]
     /// The verified CRL table the store's `check_crl` reads; must live as long as the `SSL_CTX` is used.
@@ -51,36 +62,41 @@ public final class TLSContext: @unchecked Sendable {
 
         pointer = ctx
         self.configuration = configuration
-        caCertificates = cas
         self.crls = crls
         self.registry = registry
         ocspResponseDER = configuration.ocspResponseDER
         pendingCTX = nil
 
-        if let staple = ocspResponseDER, !staple.isEmpty {
-            // The callback runs only when the client sent status_request; its arg is this (unretained) context,
-            // which every connection's handler keeps alive.
-            COpenSSLShims_SSL_CTX_set_tlsext_status_cb(ctx) { ssl, arg in
-                guard let ssl, let arg else {
-                    return SSL_TLSEXT_ERR_NOACK
-                }
-                let context = Unmanaged<TLSContext>.fromOpaque(arg).takeUnretainedValue()
-                return context.staple(on: ssl)
-            }
-            COpenSSLShims_SSL_CTX_set_tlsext_status_arg(ctx, Unmanaged.passUnretained(self).toOpaque())
+        // Every callback finds its connection through the SSL's ex-data (`TLSConnection.record`), which also
+        // leads to the listener's gate and so to the context in force; none holds a pointer to this context.
+        SSL_CTX_set_cert_verify_callback(ctx, { storeContext, _ in
+            guard let storeContext else { return 0 }
+            return TLSContext.verifyClientChain(storeContext)
+        }, nil)
+        _ = SSL_CTX_set_session_ticket_cb(ctx, { ssl, _ in
+            guard let ssl else { return 1 }
+            return TLSContext.prepareTicket(ssl)
+        }, { ssl, session, _, _, status, _ in
+            // No session for the statuses other than success (no ticket, one we cannot decrypt).
+            guard let ssl else { return SSL_TICKET_RETURN_ABORT }
+            return TLSContext.decideResumption(ssl, session: session, status: status)
+        }, nil)
+        // The status callback runs only when the client sent status_request.
+        COpenSSLShims_SSL_CTX_set_tlsext_status_cb(ctx) { ssl, _ in
+            guard let ssl else { return SSL_TLSEXT_ERR_NOACK }
+            return TLSContext.staple(on: ssl)
         }
         if configuration.requiresStaple {
             // Must-staple without a valid staple: refuse at the ClientHello with an internal_error alert, so the
             // client learns the handshake failed rather than seeing the connection drop.
-            SSL_CTX_set_client_hello_cb(ctx, { _, alert, arg in
-                guard let arg else { return 0 }
-                let context = Unmanaged<TLSContext>.fromOpaque(arg).takeUnretainedValue()
-                guard context.handshakeRefusal() == nil else {
+            SSL_CTX_set_client_hello_cb(ctx, { ssl, alert, _ in
+                guard let ssl, let record = TLSConnection.record(forSSL: ssl) else { return 0 }
+                guard record.context.handshakeRefusal(inForce: record.gate?.current) == nil else {
                     alert?.pointee = SSL_AD_INTERNAL_ERROR
                     return 0
                 }
                 return 1
-            }, Unmanaged.passUnretained(self).toOpaque())
+            }, nil)
         }
     }
 
@@ -103,16 +119,32 @@ public final class TLSContext: @unchecked Sendable {
     }
 
     /// Why a new handshake must be refused before it starts, if it must: a must-staple certificate without a
-    /// valid staple.
-    public func handshakeRefusal(now: Int64? = nil) -> String? {
-        guard configuration.requiresStaple, !hasValidStaple(now: now) else {
+    /// valid staple. `inForce`: the listener's current context, whose staple counts when it serves the same
+    /// certificate (a staple withdrawn since this context was built is withdrawn here too).
+    public func handshakeRefusal(now: Int64? = nil, inForce: TLSContext? = nil) -> String? {
+        guard configuration.requiresStaple, !stapleSource(inForce: inForce).hasValidStaple(now: now) else {
             return nil
         }
         return "the server certificate is must-staple (RFC 7633) and no valid OCSP response is available"
     }
 
-    private func staple(on ssl: OpaquePointer) -> Int32 {
-        guard hasValidStaple(), let der = ocspResponseDER else {
+    /// The context whose staple a handshake on this context sends: the one in force if it presents the same
+    /// certificate (it carries the newest verdict of the responder, withdrawal included), else this one.
+    private func stapleSource(inForce: TLSContext?) -> TLSContext {
+        guard let inForce, inForce !== self,
+              X509_cmp(inForce.certificate.pointer, certificate.pointer) == 0
+        else {
+            return self
+        }
+        return inForce
+    }
+
+    private static func staple(on ssl: OpaquePointer) -> Int32 {
+        guard let record = TLSConnection.record(forSSL: ssl) else {
+            return SSL_TLSEXT_ERR_NOACK
+        }
+        let source = record.context.stapleSource(inForce: record.gate?.current)
+        guard source.hasValidStaple(), let der = source.ocspResponseDER else {
             return SSL_TLSEXT_ERR_NOACK
         }
         let stapled = der.withUnsafeBufferPointer { COpenSSLShims_SSL_set_ocsp_response_copy(ssl, $0.baseAddress, $0.count) }
@@ -165,18 +197,19 @@ public final class TLSContext: @unchecked Sendable {
             COpenSSLShims_SSL_CTX_set_max_proto_version(ctx, number(highest))
         }
 
-        _ = SSL_CTX_set_options(
-            ctx,
-            COpenSSLShims_SSL_OP_NO_RENEGOTIATION() | COpenSSLShims_SSL_OP_NO_COMPRESSION()
-                | COpenSSLShims_SSL_OP_CIPHER_SERVER_PREFERENCE()
-        )
+        var options = COpenSSLShims_SSL_OP_NO_RENEGOTIATION() | COpenSSLShims_SSL_OP_NO_COMPRESSION()
+        if configuration.honorCipherOrder {
+            options |= COpenSSLShims_SSL_OP_CIPHER_SERVER_PREFERENCE()
+        }
+        if !configuration.reuseSessions {
+            options |= COpenSSLShims_SSL_OP_NO_TICKET()
+        }
+        _ = SSL_CTX_set_options(ctx, options)
         _ = COpenSSLShims_SSL_CTX_set_mode(ctx, Int(SSL_MODE_RELEASE_BUFFERS))
 
         let ciphers = configuration.cipherStrings
-        if let tls12 = ciphers.tls12 {
-            try openSSLCall("SSL_CTX_set_cipher_list", "no usable TLS 1.2 cipher in \"\(tls12)\"") {
-                SSL_CTX_set_cipher_list(ctx, tls12)
-            }
+        try openSSLCall("SSL_CTX_set_cipher_list", "no usable TLS 1.2 cipher in \"\(ciphers.tls12)\"") {
+            SSL_CTX_set_cipher_list(ctx, ciphers.tls12)
         }
         if let tls13 = ciphers.tls13 {
             try openSSLCall("SSL_CTX_set_ciphersuites", "no usable TLS 1.3 ciphersuite in \"\(tls13)\"") {
@@ -192,26 +225,30 @@ public final class TLSContext: @unchecked Sendable {
         try openSSLCall("SSL_CTX_set_session_id_context", "cannot set session id context") {
             SSL_CTX_set_session_id_context(ctx, context, UInt32(context.count))
         }
+        // No server-side session cache: resumption is by ticket only, and every ticket is checked again
+        // (`decideResumption`).
         _ = COpenSSLShims_SSL_CTX_set_session_cache_mode(ctx, Int(SSL_SESS_CACHE_OFF))
-        _ = SSL_CTX_set_num_tickets(ctx, 1)
+        _ = SSL_CTX_set_num_tickets(ctx, configuration.reuseSessions ? 1 : 0)
+        _ = SSL_CTX_set_timeout(ctx, configuration.sessionLifetime)
+        if let depth = configuration.verifyDepth {
+            SSL_CTX_set_verify_depth(ctx, Int32(depth))
+        }
     }
 
     private static func loadIdentity(_ ctx: OpaquePointer, _ configuration: TLSContextConfiguration)
         throws(OpenSSLError)
     {
-        let chainPath = configuration.certificateChainPath
-        try openSSLCall("SSL_CTX_use_certificate_chain_file", "cannot load certificate chain \(chainPath)") {
-            SSL_CTX_use_certificate_chain_file(ctx, chainPath)
+        let identity = configuration.identity
+        try openSSLCall("SSL_CTX_use_certificate", "cannot use certificate \(identity.certificate.subjectDN)") {
+            SSL_CTX_use_certificate(ctx, identity.certificate.pointer)
         }
-        let key = try PrivateKey.load(file: configuration.privateKeyPath)
-        let certificate = try openSSLObject("SSL_CTX_get0_certificate", "no certificate in \(chainPath)") {
-            SSL_CTX_get0_certificate(ctx)
+        for intermediate in identity.chain.dropFirst() {
+            try openSSLCall("SSL_CTX_add1_chain_cert", "cannot add chain certificate \(intermediate.subjectDN)") {
+                COpenSSLShims_SSL_CTX_add1_chain_cert(ctx, intermediate.pointer)
+            }
         }
-        try openSSLCall("X509_check_private_key", "private key does not match certificate") {
-            X509_check_private_key(certificate, key.pointer)
-        }
-        try openSSLCall("SSL_CTX_use_PrivateKey", "cannot use private key \(configuration.privateKeyPath)") {
-            SSL_CTX_use_PrivateKey(ctx, key.pointer)
+        try openSSLCall("SSL_CTX_use_PrivateKey", "cannot use the private key") {
+            SSL_CTX_use_PrivateKey(ctx, identity.key.pointer)
         }
         try openSSLCall("SSL_CTX_check_private_key", "private key does not match certificate") {
             SSL_CTX_check_private_key(ctx)
@@ -229,26 +266,23 @@ public final class TLSContext: @unchecked Sendable {
             TLSConnection.noteVerification(preverified, storeContext)
         }
 
-        guard let path = configuration.caBundlePath else {
+        let cas = configuration.certificateAuthorities
+        guard !cas.isEmpty else {
             if configuration.verifyPeer {
                 throw OpenSSLError(operation: "SSL_CTX_get_cert_store",
                                    message: "verify_peer needs a CA bundle (cacertfile)")
             }
             return []
         }
-        let cas = try X509Certificate.load(file: path)
         let store = try openSSLObject("SSL_CTX_get_cert_store", "cannot get certificate store") {
             SSL_CTX_get_cert_store(ctx)
         }
         for ca in cas {
-            try openSSLCall("X509_STORE_add_cert", "cannot add CA \(ca.subjectDN) from \(path)") {
+            try openSSLCall("X509_STORE_add_cert", "cannot add CA \(ca.subjectDN)") {
                 X509_STORE_add_cert(store, ca.pointer)
             }
-        }
-        // Tell clients which CAs are acceptable (CertificateRequest certificate_authorities).
-        OpenSSLErrorQueue.clear()
-        if let names = SSL_load_client_CA_file(path) {
-            SSL_CTX_set_client_CA_list(ctx, names)
+            // Tell clients which CAs are acceptable (CertificateRequest certificate_authorities).
+            _ = SSL_CTX_add_client_CA(ctx, ca.pointer)
         }
         ERR_clear_error()
         return cas
@@ -265,21 +299,25 @@ public final class TLSContext: @unchecked Sendable {
         let store = try openSSLObject("SSL_CTX_get_cert_store", "cannot get certificate store") {
             SSL_CTX_get_cert_store(ctx)
         }
-        var crls: [CertificateRevocationList] = []
-        var records: [Int: CRLRegistry.Record] = [:]
+        var verified: [CertificateRevocationList] = []
         for candidate in configuration.crls {
-            let crl: CertificateRevocationList
             if let signer = candidate.verifiedIssuer, cas.contains(where: { X509_cmp($0.pointer, signer.pointer) == 0 }) {
-                crl = candidate
+                verified.append(candidate)
             } else {
                 switch CRLSet.verify(candidate, cas: cas) {
-                case .success(let verified):
-                    crl = verified
+                case .success(let checked):
+                    verified.append(checked)
                 case .failure(let reason):
                     throw OpenSSLError(operation: "X509_CRL_verify",
                                        message: "CRL of \(candidate.issuerDN) rejected: \(reason.text)")
                 }
             }
+        }
+        // One CRL per lineage in the store: OpenSSL would otherwise pick among them by its own score, which prefers
+        // an older CRL whose nextUpdate has not passed over a newer one that has (ignoring newer revocations).
+        var crls: [CertificateRevocationList] = []
+        var records: [Int: CRLRegistry.Record] = [:]
+        for crl in CRLSelection.newestPerLineage(verified).inForce {
             guard let signer = crl.verifiedIssuer else {
                 throw OpenSSLError(operation: "X509_CRL_verify", message: "CRL of \(crl.issuerDN) is unverified")
             }

@@ -20,12 +20,11 @@ public struct TLSContextConfiguration: Sendable {
         case chain
     }
 
-    /// PEM file with the server certificate first, then its intermediates.
-    public var certificateChainPath: String
-    /// PEM or DER file with the server's unencrypted private key.
-    public var privateKeyPath: String
-    /// PEM file with the CA certificates client certificates are verified against (`cacertfile`).
-    public var caBundlePath: String?
+    /// The server certificate chain and its key, already loaded and checked to match (`certfile`, `keyfile`).
+    public var identity: TLSIdentity
+    /// The CA certificates client certificates are verified against (`cacertfile`), in file order; also the
+    /// names sent in the CertificateRequest.
+    public var certificateAuthorities: [X509Certificate]
     /// Ask for and verify a client certificate (`verify = verify_peer`).
     public var verifyPeer: Bool
     /// Refuse clients that send no certificate (`fail_if_no_peer_cert = true`). Only meaningful with `verifyPeer`.
@@ -33,10 +32,21 @@ public struct TLSContextConfiguration: Sendable {
     /// The versions to offer; must be contiguous (both, or one of them).
     public var versions: Set<ProtocolVersion>
     /// OpenSSL cipher names. Names starting with `TLS_` are TLS 1.3 ciphersuites; the rest form the TLS 1.2 cipher
-    /// string. Empty: OpenSSL's defaults. A group left empty keeps its defaults.
+    /// string. A TLS 1.2 group left empty is `defaultTLS12Ciphers`; a TLS 1.3 group left empty, OpenSSL's defaults.
     public var ciphers: [String]
     /// The session id context (at most 32 bytes). Required for resumption when client certificates are verified.
     public var sessionIDContext: String
+    /// Resumption with session tickets (TLS 1.2 and 1.3) (`reuse_sessions`). Every resumption is checked again
+    /// as a full handshake would be at that moment (`TLSContext`), so a ticket never outlives a revocation.
+    public var reuseSessions = true
+    /// How long a ticket may be used (seconds; OpenSSL's default is 7200).
+    public var sessionLifetime = TLSContextConfiguration.defaultSessionLifetime
+    public static let defaultSessionLifetime = 600
+    /// The server's cipher order wins over the client's (`honor_cipher_order`).
+    public var honorCipherOrder = true
+    /// The longest client chain accepted: intermediates between the client certificate and a trusted CA
+    /// (`depth`, OpenSSL `SSL_CTX_set_verify_depth`); nil keeps OpenSSL's default (100).
+    public var verifyDepth: Int?
     /// Check client certificates against `crls`; with no usable CRL for an issuer the handshake is refused.
     public var isCRLCheckEnabled: Bool
     /// Which chain levels are checked when `isCRLCheckEnabled`.
@@ -62,6 +72,34 @@ public struct TLSContextConfiguration: Sendable {
     var usesOpenSSLDefaultCRLCheck = false
 
     public init(
+        identity: TLSIdentity,
+        certificateAuthorities: [X509Certificate] = [],
+        verifyPeer: Bool = true,
+        failIfNoPeerCertificate: Bool = true,
+        versions: Set<ProtocolVersion> = [.tls1_2, .tls1_3],
+        ciphers: [String] = [],
+        sessionIDContext: String = "gatehouse",
+        isCRLCheckEnabled: Bool = false,
+        crlCheckDepth: CRLCheckDepth = .leaf,
+        crls: [CertificateRevocationList] = [],
+        ocspResponseDER: [UInt8]? = nil
+    ) {
+        self.identity = identity
+        self.certificateAuthorities = certificateAuthorities
+        self.verifyPeer = verifyPeer
+        self.failIfNoPeerCertificate = failIfNoPeerCertificate
+        self.versions = versions
+        self.ciphers = ciphers
+        self.sessionIDContext = sessionIDContext
+        self.isCRLCheckEnabled = isCRLCheckEnabled
+        self.crlCheckDepth = crlCheckDepth
+        self.crls = crls
+        self.ocspResponseDER = ocspResponseDER
+    }
+
+    /// A configuration read from files: `certificateChainPath` and `privateKeyPath` (which must belong together)
+    /// and the optional CA bundle. Blocking file reads.
+    public static func loading(
         certificateChainPath: String,
         privateKeyPath: String,
         caBundlePath: String? = nil,
@@ -74,25 +112,33 @@ public struct TLSContextConfiguration: Sendable {
         crlCheckDepth: CRLCheckDepth = .leaf,
         crls: [CertificateRevocationList] = [],
         ocspResponseDER: [UInt8]? = nil
-    ) {
-        self.certificateChainPath = certificateChainPath
-        self.privateKeyPath = privateKeyPath
-        self.caBundlePath = caBundlePath
-        self.verifyPeer = verifyPeer
-        self.failIfNoPeerCertificate = failIfNoPeerCertificate
-        self.versions = versions
-        self.ciphers = ciphers
-        self.sessionIDContext = sessionIDContext
-        self.isCRLCheckEnabled = isCRLCheckEnabled
-        self.crlCheckDepth = crlCheckDepth
-        self.crls = crls
-        self.ocspResponseDER = ocspResponseDER
+    ) throws(OpenSSLError) -> TLSContextConfiguration {
+        TLSContextConfiguration(
+            identity: try TLSIdentity.load(certificateChainPath: certificateChainPath, privateKeyPath: privateKeyPath),
+            certificateAuthorities: try caBundlePath.map { path throws(OpenSSLError) in
+                try X509Certificate.load(file: path)
+            } ?? [],
+            verifyPeer: verifyPeer, failIfNoPeerCertificate: failIfNoPeerCertificate, versions: versions,
+            ciphers: ciphers, sessionIDContext: sessionIDContext, isCRLCheckEnabled: isCRLCheckEnabled,
+            crlCheckDepth: crlCheckDepth, crls: crls, ocspResponseDER: ocspResponseDER)
     }
 
-    /// `ciphers` split into the TLS 1.2 cipher string and the TLS 1.3 ciphersuites string (nil: keep defaults).
-    var cipherStrings: (tls12: String?, tls13: String?) {
+    /// The TLS 1.2 cipher string when `ciphers` names none: ECDHE key exchange with AEAD ciphers only (no CBC, no
+    /// static RSA, no DHE), ECDSA and RSA certificates.
+    public static let defaultTLS12Ciphers = [
+        "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    ].joined(separator: ":")
+
+    /// `ciphers` split into the TLS 1.2 cipher string (`defaultTLS12Ciphers` when none is named) and the TLS 1.3
+    /// ciphersuites string (nil: OpenSSL's defaults, all AEAD).
+    var cipherStrings: (tls12: String, tls13: String?) {
         let tls13 = ciphers.filter { $0.hasPrefix("TLS_") }
         let tls12 = ciphers.filter { !$0.hasPrefix("TLS_") && !$0.isEmpty }
-        return (tls12.isEmpty ? nil : tls12.joined(separator: ":"), tls13.isEmpty ? nil : tls13.joined(separator: ":"))
+        return (
+            tls12.isEmpty ? Self.defaultTLS12Ciphers : tls12.joined(separator: ":"),
+            tls13.isEmpty ? nil : tls13.joined(separator: ":")
+        )
     }
 }

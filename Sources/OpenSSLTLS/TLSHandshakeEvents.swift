@@ -79,6 +79,8 @@ public struct TLSHandshakeFailure: Error, Sendable, Hashable, CustomStringConver
     /// When the CRL of a certificate's issuer was missing: that certificate's CRL distribution points (only for a
     /// certificate signed by a trusted CA certificate), for the fetcher to fetch.
     public var missingCRLDistributionPoints: [String]
+    /// When the verdict was not OpenSSL's own: where it was taken (e.g. at handshake completion).
+    public var detail: String?
 
     public init(
         kind: Kind,

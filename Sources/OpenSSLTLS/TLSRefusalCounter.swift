@@ -4,11 +4,22 @@ import Synchronization
 /// Shared by every connection of a worker; Sendable, lock-protected. Each update is one short critical section.
 public final class TLSRefusalCounter: Sendable {
     private let counts = Mutex<[String: Int]>([:])
-    private let accepted = Mutex<(completed: Int, onStaleCRL: Int)>((0, 0))
+    private let accepted = Mutex(Accepted())
+
+    private struct Accepted {
+        var completed = 0
+        var onStaleCRL = 0
+        var resumptionsRefused = 0
+    }
 
     /// Handshakes that completed, and those of them decided on a CRL past its nextUpdate (grace policy).
     public var completed: (total: Int, onStaleCRL: Int) {
         accepted.withLock { ($0.completed, $0.onStaleCRL) }
+    }
+
+    /// Tickets not honoured because a full handshake with their certificate would have failed at that moment.
+    public var resumptionsRefused: Int {
+        accepted.withLock { $0.resumptionsRefused }
     }
 
     /// Adds one completed handshake.
@@ -17,6 +28,11 @@ public final class TLSRefusalCounter: Sendable {
             $0.completed += 1
             if onStaleCRL { $0.onStaleCRL += 1 }
         }
+    }
+
+    /// Adds one refused ticket.
+    public func countRefusedResumption() {
+        accepted.withLock { $0.resumptionsRefused += 1 }
     }
 
     /// Refusal log lines allowed per second and listener; the rest are counted and summed up in one line.

@@ -34,6 +34,10 @@ public final class TLSServerHandler: ChannelDuplexHandler {
     private static let readChunk = 16 * 1024
 
     private let tlsContext: TLSContext
+    private let gate: TLSGate
+    private let onRevoked: (@Sendable (any Channel, TLSGate.Revocation) -> Void)?
+    /// This connection's registration in `gate`, while it is open.
+    private var admission: TLSGate.Ticket?
     private let listener: String
     private var logger: Logger
     private let refusals: TLSRefusalCounter
@@ -56,7 +60,10 @@ public final class TLSServerHandler: ChannelDuplexHandler {
     private var hasFiredRead = false
 
     /// - Parameters:
-    ///   - context: the listener's current context; the handler keeps it alive for the connection's lifetime.
+    ///   - gate: the listener's gate; the connection starts with its current context (and keeps it alive for its
+    ///     lifetime), and its handshake is decided against the context in force when the handshake completes.
+    ///   - onRevoked: when set, the connection's client certificate is registered in `gate` for its lifetime, and
+    ///     this runs (on the thread that installed the new context) if a newer CRL revokes it.
     ///   - listener: the listener name for log lines (`tls.listener`).
     ///   - logger: a connection logger; this handler adds `tls.listener` and `tls.peer`.
     ///   - refusals: the worker's counter of failed handshakes per reason.
@@ -65,16 +72,19 @@ public final class TLSServerHandler: ChannelDuplexHandler {
     ///   - onMissingCRL: called with the CRL distribution points of a trusted-CA-issued client certificate
     ///     refused because its issuer's CRL is missing (on the event loop: hand it off, do not block).
     public init(
-        context: TLSContext,
+        gate: TLSGate,
         listener: String,
         logger: Logger,
         refusals: TLSRefusalCounter,
         handshakeTimeout: TimeAmount = .seconds(15),
         bufferLimit: Int = 1 << 20,
-        onMissingCRL: (@Sendable ([String]) -> Void)? = nil
+        onMissingCRL: (@Sendable ([String]) -> Void)? = nil,
+        onRevoked: (@Sendable (any Channel, TLSGate.Revocation) -> Void)? = nil
     ) {
         self.onMissingCRL = onMissingCRL
-        tlsContext = context
+        self.gate = gate
+        self.onRevoked = onRevoked
+        tlsContext = gate.current
         self.listener = listener
         self.logger = logger
         self.refusals = refusals
@@ -83,11 +93,26 @@ public final class TLSServerHandler: ChannelDuplexHandler {
         self.logger[metadataKey: "tls.listener"] = "\(listener)"
     }
 
+    /// A handler on a fixed context (a gate of its own), for tests and tools.
+    public convenience init(
+        context: TLSContext,
+        listener: String,
+        logger: Logger,
+        refusals: TLSRefusalCounter,
+        handshakeTimeout: TimeAmount = .seconds(15),
+        bufferLimit: Int = 1 << 20,
+        onMissingCRL: (@Sendable ([String]) -> Void)? = nil
+    ) {
+        self.init(
+            gate: TLSGate(context: context), listener: listener, logger: logger, refusals: refusals,
+            handshakeTimeout: handshakeTimeout, bufferLimit: bufferLimit, onMissingCRL: onMissingCRL)
+    }
+
     // MARK: - Lifecycle
 
     public func handlerAdded(context: ChannelHandlerContext) {
         do {
-            connection = try TLSConnection(context: tlsContext)
+            connection = try TLSConnection(context: tlsContext, gate: gate)
         } catch {
             logger.error("cannot create TLS connection", metadata: ["tls.error": "\(error)"])
             state = .closed
@@ -101,7 +126,15 @@ public final class TLSServerHandler: ChannelDuplexHandler {
 
     public func handlerRemoved(context: ChannelHandlerContext) {
         cancelTimeout()
+        releaseAdmission()
         failBufferedWrites(ChannelError.ioOnClosedChannel)
+    }
+
+    private func releaseAdmission() {
+        if let admission {
+            gate.release(admission)
+            self.admission = nil
+        }
     }
 
     public func channelActive(context: ChannelHandlerContext) {
@@ -113,6 +146,7 @@ public final class TLSServerHandler: ChannelDuplexHandler {
         let wasHandshaking = state == .handshaking
         state = .closed
         cancelTimeout()
+        releaseAdmission()
         failBufferedWrites(ChannelError.ioOnClosedChannel)
         if wasHandshaking {
             report(
@@ -220,6 +254,12 @@ public final class TLSServerHandler: ChannelDuplexHandler {
         case .incomplete:
             flushCiphertext(context: context)
         case .complete:
+            logRefusedResumption(connection)
+            let verdict = admit(connection, context: context)
+            guard verdict == X509_V_OK else {
+                refuseAtCompletion(connection, verifyError: verdict, context: context)
+                return
+            }
             state = .active
             cancelTimeout()
             var event = TLSHandshakeCompleted(
@@ -247,9 +287,81 @@ public final class TLSServerHandler: ChannelDuplexHandler {
             context.fireUserInboundEventTriggered(event)
             writeBufferedPlaintext(context: context)
         case .failed(let firstReason, let openSSLErrors):
+            logRefusedResumption(connection)
             failHandshake(failure(from: connection, firstReason: firstReason, openSSLErrors: openSSLErrors),
                           context: context)
         }
+    }
+
+    // MARK: - Completion
+
+    /// The verdict at completion: registers the connection in the gate and, in the same step, reads the context in
+    /// force; if that is not the one the client chain was verified against (a reload during the handshake), the
+    /// chain is verified again against it, until the two agree. Returns X509_V_OK or the refusal's verify error.
+    private func admit(_ connection: TLSConnection, context: ChannelHandlerContext) -> Int32 {
+        defer { connection.releaseHandshakeState() }
+        let record = connection.verification
+        let channel = context.channel
+        for _ in 0..<Self.maximumCompletionChecks {
+            var registration: TLSGate.Admission?
+            if let onRevoked, let peer = connection.peerCertificate?.peerCertificate, !record.subjects.isEmpty {
+                registration = TLSGate.Admission(peer: peer, subjects: record.subjects) { revocation in
+                    onRevoked(channel, revocation)
+                }
+            }
+            let (inForce, ticket) = gate.admit(registration)
+            if record.verifiedAgainst === inForce || (record.verifiedAgainst == nil && record.peerChain.isEmpty
+                && connection.peerCertificate == nil)
+            {
+                admission = ticket
+                return X509_V_OK
+            }
+            if let ticket { gate.release(ticket) }
+            let result = connection.recheck(against: inForce)
+            guard result == X509_V_OK else {
+                return result
+            }
+        }
+        // The revocation data changed at every step: refuse rather than admit on data no longer in force.
+        return X509_V_ERR_UNSPECIFIED
+    }
+
+    /// A handshake OpenSSL finished that the completion check refuses: nothing OpenSSL queued goes out (its
+    /// Finished, the session tickets). In a full TLS 1.2 handshake the client is still waiting for our
+    /// ChangeCipherSpec, so a plaintext fatal alert is still what it expects and it is sent; in TLS 1.3 (and
+    /// after a resumption) the client already has our Finished and only an encrypted alert would do, which OpenSSL
+    /// cannot send after its handshake: the connection is closed.
+    private func refuseAtCompletion(_ connection: TLSConnection, verifyError: Int32, context: ChannelHandlerContext) {
+        connection.discardCiphertext()
+        if connection.negotiatedVersion == "TLSv1.2" && !connection.isSessionResumed {
+            var alert = context.channel.allocator.buffer(capacity: 7)
+            alert.writeBytes([21, 3, 3, 0, 2, 2, TLSConnection.alert(for: verifyError)])
+            context.write(wrapOutboundOut(alert), promise: nil)
+        }
+        var refusal = failure(from: connection, firstReason: nil, openSSLErrors: [])
+        if refusal.verifyResult == X509_V_OK {
+            refusal.verifyResult = verifyError
+            refusal.reason = "revocation data changed during the handshake"
+        }
+        refusal.detail = "decided at handshake completion, against the revocation data loaded during the handshake"
+        failHandshake(refusal, context: context)
+    }
+
+    /// At most this many completion checks in a row (each after a reload that happened during the previous one).
+    private static let maximumCompletionChecks = 8
+
+    /// One line when a ticket was not honoured because a full handshake with its certificate would fail now (the
+    /// handshake then went on in full and was decided on its own).
+    private func logRefusedResumption(_ connection: TLSConnection) {
+        guard let (error, peer) = connection.verification.refusedResumption else { return }
+        connection.verification.refusedResumption = nil
+        let reason = X509_verify_cert_error_string(Int(error)).map { String(cString: $0) } ?? "verify error \(error)"
+        refusals.countRefusedResumption()
+        guard refusals.admitLogLine(reason: "resumption: " + reason) else { return }
+        logger.info("TLS resumption refused, full handshake required", metadata: [
+            "tls.reason": "\(reason)", "tls.subject": "\(peer.subjectDN)", "tls.serial": "\(peer.serialHex)",
+            "tls.issuer": "\(peer.issuerDN)",
+        ])
     }
 
     private func readPlaintext(context: ChannelHandlerContext) {
@@ -455,7 +567,7 @@ public final class TLSServerHandler: ChannelDuplexHandler {
         let verifyResult = record.error != 0 ? record.error : Int32(truncatingIfNeeded: connection.verifyResult)
         let verifyText = X509_verify_cert_error_string(Int(verifyResult)).map { String(cString: $0) } ?? ""
         let peer = (record.leafCertificate ?? connection.peerCertificate)?.peerCertificate
-        if verifyResult == X509_V_OK, let refusal = tlsContext.handshakeRefusal() {
+        if verifyResult == X509_V_OK, let refusal = tlsContext.handshakeRefusal(inForce: gate.current) {
             // The ClientHello callback refused it (must-staple without a valid staple).
             return TLSHandshakeFailure(kind: .unavailable, reason: refusal, peer: peer, openSSLErrors: openSSLErrors)
         }
@@ -534,6 +646,9 @@ public final class TLSServerHandler: ChannelDuplexHandler {
         }
         if !failure.openSSLErrors.isEmpty {
             metadata["tls.openssl_errors"] = "\(failure.openSSLErrors.joined(separator: "; "))"
+        }
+        if let detail = failure.detail {
+            metadata["tls.decided"] = "\(detail)"
         }
         if failure.kind == .closedByPeer {
             logger.debug("TLS handshake refused", metadata: metadata)

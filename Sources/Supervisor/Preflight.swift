@@ -48,12 +48,12 @@ public enum Preflight {
         var problems: [String] = []
         for listener in configuration.listeners {
             guard let tls = listener.tls else { continue }
-            let check = TLSContextConfiguration(
-                certificateChainPath: tls.certFile, privateKeyPath: tls.keyFile, caBundlePath: tls.caCertFile,
-                verifyPeer: tls.verify == .verifyPeer, failIfNoPeerCertificate: tls.failIfNoPeerCert,
-                versions: Set(tls.tlsVersions.map { $0 == .tlsv1_2 ? .tls1_2 : .tls1_3 }), ciphers: tls.ciphers,
-                isCRLCheckEnabled: false)
             do {
+                let check = try TLSContextConfiguration.loading(
+                    certificateChainPath: tls.certFile, privateKeyPath: tls.keyFile, caBundlePath: tls.caCertFile,
+                    verifyPeer: tls.verify == .verifyPeer, failIfNoPeerCertificate: tls.failIfNoPeerCert,
+                    versions: Set(tls.tlsVersions.map { $0 == .tlsv1_2 ? .tls1_2 : .tls1_3 }), ciphers: tls.ciphers,
+                    isCRLCheckEnabled: false)
                 _ = try TLSContext(configuration: check)
             } catch {
                 problems.append(

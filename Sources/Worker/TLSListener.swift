@@ -2,56 +2,60 @@
 import Glibc
 #endif
 import BrokerConfiguration
+import Dispatch
 import Foundation
 import Logging
+import MQTTCodec
 import NIOConcurrencyHelpers
+import NIOCore
 import OpenSSLTLS
 import ProcessSupport
 import RevocationCache
 
-/// One `listener.ssl.<name>`: its current TLS context and the revocation data behind it.
+/// One `listener.ssl.<name>`: its gate (the TLS context in force, `TLSGate`) and everything a context is built
+/// from, each kept as its last good version: the identity (`certfile` + `keyfile`), the CA bundle (`cacertfile`),
+/// the CRLs (the cache's `crl/` and every `crlfile`, the newest per lineage in force) and the OCSP staple.
 ///
-/// The context is immutable; a reload builds a new one off the event loops (on the cache watcher's thread) and
-/// swaps it in, so new handshakes use the new CRLs while handshakes in flight and established connections keep
-/// the old context. A CRL file that no longer parses or verifies is logged and its last good version stays.
+/// Every file is watched (`watchTargets`); a change rebuilds the context off the event loops (on the watcher
+/// thread, or a retry thread) and installs it in the gate, which disconnects the clients a newer CRL revokes and
+/// makes handshakes in flight decide against it. Rebuilds are serialized, each reading the files as they are when
+/// it runs, so the newest files win. A file that does not load (a half-written certificate, a key that does not
+/// match, a CRL that does not verify or is older than the one in force) is logged and its last good version stays;
+/// it never holds up the rest: a new CRL is applied with the previous identity.
 final class TLSListener: Sendable {
     let listener: ListenerConfiguration
     let settings: TLSSettings
     let refusals = TLSRefusalCounter()
     /// Where CRL distribution points of refused client certificates go (to the fetcher).
     let distributionPoints: DistributionPointReporter
-    /// The client certificates of open connections, checked against every newly loaded CRL.
-    let liveCertificates = LiveCertificates()
-    private let cacheLayout: CacheLayout
-    private let logger: Logger
-    private let state: NIOLockedValueBox<State>
-    private let stapling: StaplingIdentity?
-    /// RFC 7633: the server certificate promises a staple; no handshake without a valid one.
-    let requiresStaple: Bool
+    /// The context in force and the connections admitted through it.
+    let gate: TLSGate
+    let cacheLayout: CacheLayout
+    let logger: Logger
+    let state: NIOLockedValueBox<State>
+    /// Held for a whole rebuild: one at a time.
+    private let rebuildLock = NIOLock()
 
-    private struct State {
-        var context: TLSContext
-        var generation: Int
+    struct State {
+        var identity: LoadedIdentity
+        var authorities: LoadedAuthorities
+        /// What the stapling listener staples for (derived from `identity`); nil when stapling is off or impossible.
+        var stapling: StaplingIdentity?
         /// path → the CRLs last loaded from it and the file identity they came from.
-        var lastGood: [String: LoadedFile]
-        /// The OCSP response last accepted for stapling.
-        var staple: LoadedStaple?
-        /// Every revocation file as it was when the context was last built (loaded or rejected), so that a
-        /// reload with nothing new is a no-op.
-        var seen: [String: FileIdentity]
-    }
-
-    /// A validated OCSP response and the file identity it came from.
-    struct LoadedStaple {
-        var identity: FileIdentity
-        var response: OCSPVerifiedResponse
-    }
-
-    /// The server certificate and its issuer, when this listener staples.
-    struct StaplingIdentity {
-        var certificate: X509Certificate
-        var issuer: X509Certificate
-        var path: String
+        var lastGood: [String: LoadedFile] = [:]
+        /// The CRL in force per lineage and the file it came from.
+        var inForce: [CRLLineage: CRLInForce] = [:]
+        /// The CA certificates (DER) the CRLs in `lastGood` and `inForce` were verified against.
+        var crlAuthorities: [[UInt8]] = []
+        var staple: StapleState = .none
+        /// Every file as it was when the context was last built (loaded or rejected), so that a reload with
+        /// nothing new is a no-op.
+        var seen: [String: FileIdentity] = [:]
+        /// Problems already logged (so each is logged once while it lasts).
+        var reported: Set<String> = []
+        /// A retry of a file that did not load is scheduled.
+        var retryPending = false
+        var retryDelay: Double = 1
     }
 
     struct LoadedFile {
@@ -59,8 +63,13 @@ final class TLSListener: Sendable {
         var crls: [CertificateRevocationList]
     }
 
+    struct CRLInForce {
+        var crl: CertificateRevocationList
+        var path: String
+    }
+
     /// Enough to tell that a file was replaced (a rename gives a new inode) or rewritten.
-    struct FileIdentity: Equatable {
+    struct FileIdentity: Equatable, Hashable {
         var inode: UInt64
         var size: Int64
         var modified: Int64
@@ -74,7 +83,7 @@ final class TLSListener: Sendable {
         }
     }
 
-    /// Loads the CA bundle and every CRL that applies, and builds the first context. Blocking.
+    /// Loads the identity, the CA bundle and every CRL that applies, and builds the first context. Blocking.
     init(listener: ListenerConfiguration, settings: TLSSettings, cacheLayout: CacheLayout, logger: Logger) throws {
         self.listener = listener
         self.settings = settings
@@ -83,76 +92,116 @@ final class TLSListener: Sendable {
         logger[metadataKey: "listener"] = "\(listener.identifier)"
         self.logger = logger
         distributionPoints = DistributionPointReporter(layout: cacheLayout, logger: logger)
-        (stapling, requiresStaple) = try Self.staplingIdentity(
-            listener: listener, settings: settings, cacheLayout: cacheLayout, logger: logger)
-        let seen = Self.identities(settings: settings, cacheLayout: cacheLayout, stapling: stapling)
-        let staple = Self.loadStaple(stapling, previous: nil, logger: logger)
-        let (context, lastGood) = try Self.build(
-            listener: listener, settings: settings, cacheLayout: cacheLayout, previous: [:], staple: staple,
-            requiresStaple: requiresStaple, logger: logger)
-        state = NIOLockedValueBox(
-            State(context: context, generation: 1, lastGood: lastGood, staple: staple, seen: seen))
-        logStapleState(context: context, staple: staple)
+        var state = State(
+            identity: try LoadedIdentity.load(settings: settings),
+            authorities: try LoadedAuthorities.load(settings: settings))
+        state.stapling = try Self.staplingIdentity(
+            settings: settings, identity: state.identity.identity, authorities: state.authorities.certificates,
+            cacheLayout: cacheLayout, listenerName: listener.name, logger: logger)
+        let context = try Self.build(&state, settings: settings, listener: listener, cacheLayout: cacheLayout, logger: logger)
+        self.state = NIOLockedValueBox(state)
+        gate = TLSGate(context: context)
+        logStapleState(context: context, staple: state.staple, stapling: state.stapling)
     }
 
     /// The context for a new connection.
-    var currentContext: TLSContext { state.withLockedValue { $0.context } }
+    var currentContext: TLSContext { gate.current }
 
-    var generation: Int { state.withLockedValue { $0.generation } }
+    var generation: Int { gate.generation }
 
-    /// What to watch: the cache's CRL directory and the local `crlfile`s, and this listener's OCSP response.
+    /// What to watch: the cache's CRL directory and the local `crlfile`s, this listener's OCSP response, and the
+    /// identity and CA files.
     var watchTargets: [CacheWatcher.Target] {
         var targets: [CacheWatcher.Target] = []
         if settings.enableCRLCheck {
             targets += [CacheWatcher.Target(directory: cacheLayout.crlDirectory)] + settings.crlFiles.map { .file($0) }
         }
-        if let stapling {
-            targets.append(.file(stapling.path))
+        if settings.enableOCSPStapling {
+            targets.append(.file(cacheLayout.ocspFile(listener: listener.name)))
         }
+        targets += identityPaths.map { .file($0) }
         return targets
     }
 
-    /// Rebuilds the context from the current files and swaps it in, unless no revocation file changed since the
-    /// last build. Called on the watcher thread (and once right after the watcher started, to catch what changed
-    /// between the first load and the first inotify watch).
-    func reload(reason: String) {
-        let seen = Self.identities(settings: settings, cacheLayout: cacheLayout, stapling: stapling)
-        let (previous, previousStaple, previousSeen) = state.withLockedValue { ($0.lastGood, $0.staple, $0.seen) }
-        guard seen != previousSeen else { return }
-        for path in previous.keys.sorted() where seen[path] == nil && previousSeen[path] != nil {
+    /// The files the identity, the CA bundle and the stapling issuer come from.
+    var identityPaths: [String] {
+        [settings.certFile, settings.keyFile] + [settings.caCertFile, settings.ocspIssuerPEM].compactMap { $0 }
+    }
+
+    /// Rebuilds the context from the current files and installs it, unless no file changed since the last build
+    /// (`force`: a retry, rebuild anyway). Called on the watcher thread (and once right after the watcher started,
+    /// to catch what changed between the first load and the first inotify watch), and on a retry thread.
+    func reload(reason: String, force: Bool = false) {
+        rebuildLock.withLock {
+            rebuild(reason: reason, force: force)
+        }
+    }
+
+    private func rebuild(reason: String, force: Bool) {
+        var working = state.withLockedValue { $0 }
+        let seen = Self.identities(of: Self.watchedFiles(settings: settings, cacheLayout: cacheLayout, listener: listener))
+        guard force || seen != working.seen else { return }
+        for path in working.lastGood.keys.sorted() where seen[path] == nil && working.seen[path] != nil {
             logger.warning(
                 "CRL file removed, keeping what was loaded from it until a new one is published",
                 metadata: ["revocation.file": "\(path)"])
         }
+        working.retryPending = false
+        var needsRetry = refreshIdentity(&working)
+        needsRetry = refreshAuthorities(&working) || needsRetry
+        refreshStapling(&working)
+        let previousStaple = working.staple
+        let context: TLSContext
         do {
-            let staple = Self.loadStaple(stapling, previous: previousStaple, logger: logger)
-            let (context, lastGood) = try Self.build(
-                listener: listener, settings: settings, cacheLayout: cacheLayout, previous: previous, staple: staple,
-                requiresStaple: requiresStaple, logger: logger)
-            let generation = state.withLockedValue { state -> Int in
-                state.context = context
-                state.lastGood = lastGood
-                state.staple = staple
-                state.seen = seen
-                state.generation += 1
-                return state.generation
-            }
-            if let staple, staple.identity != previousStaple?.identity {
-                logStapleState(context: context, staple: staple)
-            }
-            if settings.enableCRLCheck && settings.disconnectRevoked {
-                liveCertificates.disconnectRevoked(by: context.crls, logger: logger)
-            }
-            logger.info(
-                "revocation data reloaded",
-                metadata: [
-                    "tls.generation": "\(generation)", "revocation.crls": "\(context.crls.count)",
-                    "revocation.entries": "\(context.crls.reduce(0) { $0 + $1.revokedCount })", "reason": "\(reason)",
-                ])
+            context = try Self.build(
+                &working, settings: settings, listener: listener, cacheLayout: cacheLayout, logger: logger)
         } catch {
-            logger.error(
-                "cannot rebuild the TLS context, keeping the previous one", metadata: ["error": "\(error)"])
+            logger.error("cannot rebuild the TLS context, keeping the previous one", metadata: ["error": "\(error)"])
+            scheduleRetry(&working)
+            state.withLockedValue { $0 = working }
+            return
         }
+        working.seen = seen
+        if needsRetry {
+            scheduleRetry(&working)
+        } else {
+            working.retryDelay = 1
+        }
+        state.withLockedValue { $0 = working }
+        let (generation, revoked) = gate.install(context)
+        if working.staple != previousStaple {
+            logStapleState(context: context, staple: working.staple, stapling: working.stapling)
+        }
+        logger.info(
+            "revocation data reloaded",
+            metadata: [
+                "tls.generation": "\(generation)", "revocation.crls": "\(context.crls.count)",
+                "revocation.entries": "\(context.crls.reduce(0) { $0 + $1.revokedCount })",
+                "tls.revoked_clients": "\(revoked.count)", "reason": "\(reason)",
+            ])
+    }
+
+    /// A file that did not load is tried again after a while (1 s, doubling up to a minute), in case no further
+    /// file event comes (a rotation that wrote the key before the certificate, say).
+    private func scheduleRetry(_ working: inout State) {
+        guard !working.retryPending else { return }
+        working.retryPending = true
+        let delay = working.retryDelay
+        working.retryDelay = min(60, delay * 2)
+        DispatchQueue.global().asyncAfter(deadline: .now() + delay) { [self] in
+            reload(reason: "retrying files that did not load", force: true)
+        }
+    }
+
+    /// Logs `message` once while `key` stays a problem (`resolve` forgets it).
+    func reportOnce(_ key: String, in working: inout State, _ log: () -> Void) {
+        guard !working.reported.contains(key) else { return }
+        working.reported.insert(key)
+        log()
+    }
+
+    func resolve(_ prefix: String, in working: inout State) {
+        working.reported = working.reported.filter { !$0.hasPrefix(prefix) }
     }
 
     /// One line for the refusals not logged one by one since the last call (more than
@@ -168,14 +217,49 @@ final class TLSListener: Sendable {
             ])
     }
 
+    // MARK: Live revocation
+
+    /// What a connection registers in the gate to be disconnected when a newer CRL revokes it; nil when this
+    /// listener leaves connected clients alone (`disconnect_revoked = false`, or no CRL checking).
+    var onRevoked: (@Sendable (any Channel, TLSGate.Revocation) -> Void)? {
+        guard settings.enableCRLCheck && settings.disconnectRevoked else { return nil }
+        let logger = self.logger
+        return { channel, revocation in
+            logger.warning(
+                "client disconnected: certificate revoked",
+                metadata: [
+                    "tls.subject": "\(revocation.peer.subjectDN)", "tls.serial": "\(revocation.peer.serialHex)",
+                    "tls.issuer": "\(revocation.peer.issuerDN)",
+                    "tls.revoked_subject": "\(revocation.subject.subjectDN)",
+                    "tls.revoked_serial": "\(revocation.subject.serialHex)",
+                    "revocation.crl_number": "\(revocation.crlNumber ?? "-")",
+                    "mqtt.reason": "administrative action (0x98)",
+                ])
+            channel.eventLoop.execute {
+                if let handler = try? channel.pipeline.syncOperations.handler(type: MQTTServerHandler.self) {
+                    handler.disconnect(reason: .administrativeAction)
+                } else {
+                    channel.close(promise: nil)
+                }
+            }
+        }
+    }
+
     // MARK: Building
 
-    /// The identity of every file a build reads: the CRL files that apply and the staple.
-    private static func identities(
-        settings: TLSSettings, cacheLayout: CacheLayout, stapling: StaplingIdentity?
-    ) -> [String: FileIdentity] {
+    /// Every file a build reads: the CRL files that apply, the staple, the identity and CA files.
+    private static func watchedFiles(
+        settings: TLSSettings, cacheLayout: CacheLayout, listener: ListenerConfiguration
+    ) -> [String] {
         var paths = settings.enableCRLCheck ? crlPaths(settings: settings, cacheLayout: cacheLayout) : []
-        if let stapling { paths.append(stapling.path) }
+        if settings.enableOCSPStapling {
+            paths.append(cacheLayout.ocspFile(listener: listener.name))
+        }
+        paths += [settings.certFile, settings.keyFile] + [settings.caCertFile, settings.ocspIssuerPEM].compactMap { $0 }
+        return paths
+    }
+
+    private static func identities(of paths: [String]) -> [String: FileIdentity] {
         var result: [String: FileIdentity] = [:]
         for path in paths {
             if let identity = FileIdentity(path: path) { result[path] = identity }
@@ -183,70 +267,21 @@ final class TLSListener: Sendable {
         return result
     }
 
+    /// Loads what changed of the CRLs and the staple into `working` and builds a context from it.
     private static func build(
-        listener: ListenerConfiguration, settings: TLSSettings, cacheLayout: CacheLayout,
-        previous: [String: LoadedFile], staple: LoadedStaple?, requiresStaple: Bool, logger: Logger
-    ) throws -> (TLSContext, [String: LoadedFile]) {
-        var crls: [CertificateRevocationList] = []
-        var lastGood: [String: LoadedFile] = [:]
-        if settings.enableCRLCheck {
-            let cas = try settings.caCertFile.map { try X509Certificate.load(file: $0) } ?? []
-            let present = crlPaths(settings: settings, cacheLayout: cacheLayout)
-            let listed = Set(present)
-            // A file that vanished (the cache directory removed, a crlfile moved away) keeps what was loaded from
-            // it: revocation data is replaced by newer data, never dropped because a file is gone.
-            for path in present + previous.keys.filter({ !listed.contains($0) }).sorted() {
-                guard let identity = FileIdentity(path: path) else {
-                    if let known = previous[path] {
-                        lastGood[path] = known
-                        crls += known.crls
-                    }
-                    continue
-                }
-                if let known = previous[path], known.identity == identity {
-                    lastGood[path] = known
-                    crls += known.crls
-                    continue
-                }
-                let isLocal = settings.crlFiles.contains(path)
-                switch load(path, cas: cas, requireIssuerMatch: !isLocal) {
-                case .success(let loaded):
-                    if !loaded.isEmpty || isLocal {
-                        lastGood[path] = LoadedFile(identity: identity, crls: loaded)
-                        crls += loaded
-                        for crl in loaded {
-                            logger.debug(
-                                "CRL loaded",
-                                metadata: [
-                                    "revocation.file": "\(path)", "revocation.issuer": "\(crl.issuerDN)",
-                                    "revocation.crl_number": "\(crl.crlNumber ?? "-")",
-                                    "revocation.entries": "\(crl.revokedCount)",
-                                ])
-                        }
-                    }
-                case .failure(let reason):
-                    logger.warning(
-                        "CRL rejected, keeping the last good one",
-                        metadata: [
-                            "revocation.file": "\(path)", "error": "\(reason)",
-                            "revocation.kept": "\(previous[path] != nil)",
-                        ])
-                    if let known = previous[path] {
-                        lastGood[path] = known
-                        crls += known.crls
-                    }
-                }
-            }
-            if crls.isEmpty {
-                logger.warning(
-                    "CRL checking is on but no CRL is loaded: every client certificate will be refused until one arrives",
-                    metadata: ["revocation.cache": "\(cacheLayout.crlDirectory)"])
-            }
-        }
+        _ working: inout State, settings: TLSSettings, listener: ListenerConfiguration, cacheLayout: CacheLayout,
+        logger: Logger
+    ) throws -> TLSContext {
+        let identity = working.identity.identity
+        let authorities = working.authorities.certificates
+        let crls = settings.enableCRLCheck
+            ? refreshCRLs(&working, settings: settings, cacheLayout: cacheLayout, cas: authorities, logger: logger)
+            : []
+        working.staple = loadStaple(working.stapling, previous: working.staple, logger: logger)
+        let staple = working.staple.stapled
         var configuration = TLSContextConfiguration(
-            certificateChainPath: settings.certFile,
-            privateKeyPath: settings.keyFile,
-            caBundlePath: settings.caCertFile,
+            identity: identity,
+            certificateAuthorities: authorities,
             verifyPeer: settings.verify == .verifyPeer,
             failIfNoPeerCertificate: settings.failIfNoPeerCert,
             versions: Set(settings.tlsVersions.map { $0 == .tlsv1_2 ? .tls1_2 : .tls1_3 }),
@@ -255,11 +290,12 @@ final class TLSListener: Sendable {
             isCRLCheckEnabled: settings.enableCRLCheck,
             crlCheckDepth: settings.crlCheckDepth == .chain ? .chain : .leaf,
             crls: crls,
-            ocspResponseDER: staple?.response.derBytes)
-        configuration.ocspNextUpdate = staple?.response.staplingExpiry
+            ocspResponseDER: staple?.derBytes)
+        configuration.ocspNextUpdate = staple?.staplingExpiry
         configuration.crlStaleGrace = settings.crlFailPolicy == .grace ? settings.crlStaleGrace : nil
-        configuration.requiresStaple = requiresStaple
+        configuration.requiresStaple = identity.certificate.isMustStaple
         if let nextUpdate = configuration.ocspNextUpdate {
+            let requiresStaple = configuration.requiresStaple
             configuration.onStapleExpired = {
                 logger.warning(
                     "OCSP staple expired, no longer stapled",
@@ -269,84 +305,11 @@ final class TLSListener: Sendable {
                     ])
             }
         }
-        return (try TLSContext(configuration: configuration), lastGood)
-    }
-
-    // MARK: Stapling
-
-    /// Works out what this listener staples for; nil when stapling is off or impossible (no issuer, no OCSP URL:
-    /// the fetcher logs that once).
-    private static func staplingIdentity(
-        listener: ListenerConfiguration, settings: TLSSettings, cacheLayout: CacheLayout, logger: Logger
-    ) throws -> (StaplingIdentity?, Bool) {
-        guard settings.enableOCSPStapling else { return (nil, false) }
-        let resolved = try OCSP.stapledIdentity(
-            certificateChainPath: settings.certFile, issuerPath: settings.ocspIssuerPEM,
-            caBundlePath: settings.caCertFile, configuredResponderURL: settings.ocspResponderURL)
-        let certificate = resolved.certificate
-        guard let issuer = resolved.issuer, resolved.responderURL != nil else {
-            logger.debug("OCSP stapling off: no issuer certificate or no OCSP URL")
-            return (nil, certificate.isMustStaple)
-        }
-        let identity = StaplingIdentity(
-            certificate: certificate, issuer: issuer, path: cacheLayout.ocspFile(listener: listener.name))
-        return (identity, certificate.isMustStaple)
-    }
-
-    /// Loads the published response if it changed, checking it again (signature, CertID, good, window): the
-    /// worker does not trust the file alone. A bad new file keeps the previous response. Internal, not private,
-    /// so that the revocation fuzz tests reach the worker's own path for a file in the cache directory.
-    static func loadStaple(
-        _ stapling: StaplingIdentity?, previous: LoadedStaple?, logger: Logger
-    ) -> LoadedStaple? {
-        guard let stapling, let identity = FileIdentity(path: stapling.path) else {
-            return previous
-        }
-        if let previous, previous.identity == identity {
-            return previous
-        }
-        guard let bytes = FileDescriptor.readFile(stapling.path, limit: 1 << 20) else {
-            return previous
-        }
-        switch OCSP.validate(
-            bytes, certificate: stapling.certificate, issuer: stapling.issuer, now: Int64(time(nil)))
-        {
-        case .success(let response):
-            return LoadedStaple(identity: identity, response: response)
-        case .failure(let error):
-            logger.warning(
-                "OCSP response rejected, keeping the last good one",
-                metadata: ["ocsp.file": "\(stapling.path)", "error": "\(error)", "ocsp.kept": "\(previous != nil)"])
-            return previous
-        }
-    }
-
-    private func logStapleState(context: TLSContext, staple: LoadedStaple?) {
-        guard stapling != nil else {
-            if requiresStaple {
-                logger.error(
-                    "the server certificate is must-staple but OCSP stapling is not set up: every handshake is refused")
-            }
-            return
-        }
-        if let staple, context.hasValidStaple() {
-            logger.info(
-                "OCSP staple loaded",
-                metadata: [
-                    "ocsp.this_update": "\(Timestamp.iso8601(staple.response.thisUpdate))",
-                    "ocsp.next_update": "\(staple.response.nextUpdate.map { Timestamp.iso8601($0) } ?? "-")",
-                    "ocsp.must_staple": "\(requiresStaple)",
-                ])
-        } else if requiresStaple {
-            logger.error(
-                "must-staple certificate without a valid OCSP response: handshakes are refused until one arrives")
-        } else {
-            logger.info("no valid OCSP response to staple yet; handshakes go unstapled until one arrives")
-        }
+        return try TLSContext(configuration: configuration)
     }
 
     /// Local `crlfile`s first, then what the fetcher published (`crl/*.der`, `*.pem`, `*.crl`).
-    private static func crlPaths(settings: TLSSettings, cacheLayout: CacheLayout) -> [String] {
+    static func crlPaths(settings: TLSSettings, cacheLayout: CacheLayout) -> [String] {
         let published = ((try? FileManager.default.contentsOfDirectory(atPath: cacheLayout.crlDirectory)) ?? [])
             .filter { name in
                 !CacheWatcher.isTemporary(name)
@@ -355,28 +318,5 @@ final class TLSListener: Sendable {
             .sorted()
             .map { cacheLayout.crlDirectory + "/" + $0 }
         return settings.crlFiles + published
-    }
-
-    /// Parses one file and verifies each CRL in it against the listener's CAs. CRLs in the shared cache that
-    /// belong to another listener's CA are skipped quietly; anything else that fails rejects the file. Internal,
-    /// not private, for the revocation fuzz tests.
-    static func load(
-        _ path: String, cas: [X509Certificate], requireIssuerMatch: Bool
-    ) -> Result<[CertificateRevocationList], CRLRejectionError> {
-        let parsed: [CertificateRevocationList]
-        do {
-            parsed = try CertificateRevocationList.load(file: path)
-        } catch {
-            return .failure(CRLRejectionError(reason: "\(error)"))
-        }
-        var usable: [CertificateRevocationList] = []
-        for crl in parsed {
-            if requireIssuerMatch && !cas.contains(where: { crl.isIssuerNameMatching($0) }) { continue }
-            switch CRLSet.validate(crl, cas: cas) {
-            case .success(let verified): usable.append(verified)
-            case .failure(let error): return .failure(error)
-            }
-        }
-        return .success(usable)
     }
 }

@@ -209,8 +209,8 @@ public final class WorkerService: Sendable {
                     listener: listener.listener.identifier, revocationGeneration: listener.generation,
                     crls: context.crls.count, revokedEntries: context.crls.reduce(0) { $0 + $1.revokedCount },
                     refusals: listener.refusals.snapshot,
-                    revokedDisconnected: listener.liveCertificates.disconnectedCount.withLockedValue { $0 },
-                    liveCertificates: listener.liveCertificates.count)
+                    revokedDisconnected: listener.gate.revokedCount,
+                    liveCertificates: listener.gate.admittedCount)
                 let completed = listener.refusals.completed
                 figures.handshakes = completed.total
                 figures.acceptedOnStaleCRL = completed.onStaleCRL
@@ -288,12 +288,10 @@ public final class WorkerService: Sendable {
                     if let tls {
                         try channel.pipeline.syncOperations.addHandler(
                             TLSServerHandler(
-                                context: tls.currentContext, listener: identifier, logger: logger,
+                                gate: tls.gate, listener: identifier, logger: logger,
                                 refusals: tls.refusals, handshakeTimeout: handshakeTimeout,
-                                onMissingCRL: tls.settings.enableCRLCheck ? tls.distributionPoints.report : nil))
-                        if tls.settings.enableCRLCheck && tls.settings.disconnectRevoked {
-                            try channel.pipeline.syncOperations.addHandler(LiveCertificateHandler(live: tls.liveCertificates))
-                        }
+                                onMissingCRL: tls.settings.enableCRLCheck ? tls.distributionPoints.report : nil,
+                                onRevoked: tls.onRevoked))
                     }
                     try channel.pipeline.syncOperations.addHandler(
                         MQTTServerHandler(

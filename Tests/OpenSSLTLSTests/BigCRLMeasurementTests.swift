@@ -84,7 +84,7 @@ struct BigCRLMeasurementTests {
     }
 
     private func context(crl: CertificateRevocationList, defaultCheck: Bool) throws -> TLSContext {
-        var configuration = TLSContextConfiguration(
+        var configuration = try TLSContextConfiguration.loading(
             certificateChainPath: pki.server, privateKeyPath: pki.serverKey, caBundlePath: pki.caBundle,
             isCRLCheckEnabled: true, crls: [crl]
         )

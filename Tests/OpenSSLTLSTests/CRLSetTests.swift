@@ -137,22 +137,20 @@ struct X509CertificateAndContextTests {
 
     @Test("context build errors are clear")
     func contextErrors() throws {
-        let missing = TLSContextConfiguration(certificateChainPath: "/nonexistent/chain.pem",
-                                              privateKeyPath: pki.serverKey, caBundlePath: pki.caBundle)
         #expect {
-            _ = try TLSContext(configuration: missing)
+            _ = try TLSContextConfiguration.loading(
+                certificateChainPath: "/nonexistent/chain.pem", privateKeyPath: pki.serverKey, caBundlePath: pki.caBundle)
         } throws: { error in
-            (error as? OpenSSLError)?.description.hasPrefix("cannot load certificate chain /nonexistent/chain.pem") == true
+            (error as? OpenSSLError)?.description.contains("/nonexistent/chain.pem") == true
         }
-        let mismatched = TLSContextConfiguration(certificateChainPath: pki.server,
-                                                 privateKeyPath: pki.goodClientKey, caBundlePath: pki.caBundle)
         #expect {
-            _ = try TLSContext(configuration: mismatched)
+            _ = try TLSContextConfiguration.loading(
+                certificateChainPath: pki.server, privateKeyPath: pki.goodClientKey, caBundlePath: pki.caBundle)
         } throws: { error in
-            (error as? OpenSSLError)?.message == "private key does not match certificate"
+            (error as? OpenSSLError)?.message.contains("the private key does not match the certificate") == true
         }
-        var badCiphers = TLSContextConfiguration(certificateChainPath: pki.server, privateKeyPath: pki.serverKey,
-                                                 caBundlePath: pki.caBundle)
+        var badCiphers = try TLSContextConfiguration.loading(
+            certificateChainPath: pki.server, privateKeyPath: pki.serverKey, caBundlePath: pki.caBundle)
         badCiphers.ciphers = ["NO-SUCH-CIPHER"]
         #expect(throws: OpenSSLError.self) {
             _ = try TLSContext(configuration: badCiphers)

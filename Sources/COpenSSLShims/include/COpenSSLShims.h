@@ -29,6 +29,11 @@ uint64_t COpenSSLShims_SSL_OP_NO_RENEGOTIATION(void);
 uint64_t COpenSSLShims_SSL_OP_NO_COMPRESSION(void);
 /// `SSL_OP_CIPHER_SERVER_PREFERENCE`.
 uint64_t COpenSSLShims_SSL_OP_CIPHER_SERVER_PREFERENCE(void);
+/// `SSL_OP_NO_TICKET`: no session tickets (`reuse_sessions = off`).
+uint64_t COpenSSLShims_SSL_OP_NO_TICKET(void);
+/// `SSL_CTX_add1_chain_cert`: adds `certificate` (a new reference) to the chain of the current server certificate;
+/// 1 on success.
+int COpenSSLShims_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *certificate);
 /// `SSL_CTX_set_min_proto_version`: 1 on success.
 int COpenSSLShims_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version);
 /// `SSL_CTX_set_max_proto_version`: 1 on success.

@@ -272,7 +272,7 @@ final class RevocationFuzzHarness {
         } catch {
             return .acceptedChanged("cannot write \(stapling.path): \(error)")
         }
-        guard let staple = TLSListener.loadStaple(stapling, previous: nil, logger: logger) else {
+        guard case .stapled(let staple) = TLSListener.loadStaple(stapling, previous: .none, logger: logger) else {
             return .rejected
         }
         return judge(staple.response)

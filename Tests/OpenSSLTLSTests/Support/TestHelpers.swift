@@ -18,7 +18,7 @@ enum TestHelpers {
         guard loaded.rejected.isEmpty else {
             throw OpenSSLError(operation: "CRLSet.load", message: "unexpected rejects: \(loaded.rejected)")
         }
-        var configuration = TLSContextConfiguration(
+        var configuration = try TLSContextConfiguration.loading(
             certificateChainPath: pki.server,
             privateKeyPath: pki.serverKey,
             caBundlePath: pki.caBundle,
