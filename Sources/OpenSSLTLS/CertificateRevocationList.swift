@@ -242,11 +242,14 @@ struct CRLScope {
 }
 
 extension CRLScope {
-    /// The CRL extensions this code understands; any other one marked critical makes the CRL unusable (RFC 5280
-    /// 5.2: a CRL with an unrecognized critical extension must not be used to decide revocation).
+    /// The CRL extensions that may be critical: exactly those OpenSSL's verifier handles (x_crl.c). A CRL with any
+    /// other critical extension is flagged by OpenSSL (EXFLAG_CRITICAL) and then, alone, refuses every client of
+    /// its CA ("unhandled critical CRL extension"), or, next to another CRL of the same issuer, scores below it so
+    /// that its revocations are ignored. RFC 5280 5.2 says as much: an unrecognized critical extension makes a CRL
+    /// unusable. cRLNumber, issuerAltName, freshestCRL and authorityInfoAccess are non-critical by RFC 5280; a
+    /// CRL marking them critical is refused here rather than trusted wrongly. (Delta CRLs are refused apart.)
     private static let understoodExtensions: Set<Int32> = [
-        NID_authority_key_identifier, NID_issuer_alt_name, NID_crl_number, NID_delta_crl,
-        NID_issuing_distribution_point, NID_freshest_crl, NID_info_access,
+        NID_authority_key_identifier, NID_issuing_distribution_point, NID_delta_crl,
     ]
 
     static func rejectUnknownCriticalExtensions(_ crl: OpaquePointer) throws(CRLRejectionReason) {
@@ -259,17 +262,25 @@ extension CRLScope {
             let object = X509_EXTENSION_get_object(extensionPointer)
             let nid = OBJ_obj2nid(object)
             if understoodExtensions.contains(nid) { continue }
-            throw CRLRejectionReason("critical extension \(objectIdentifier(object)) is not understood")
+            throw CRLRejectionReason(
+                "critical extension \(objectName(object)) is not handled by the verifier (it would refuse every client)")
         }
         try rejectUnknownCriticalEntryExtensions(crl)
     }
 
-    /// The entry extensions understood (RFC 5280 5.3); certificateIssuer only appears in indirect CRLs, which are
-    /// refused anyway. OpenSSL refuses every client of the CA when an entry has any other critical extension, so
-    /// such a CRL must never replace a good one.
-    private static let understoodEntryExtensions: Set<Int32> = [
-        NID_crl_reason, NID_invalidity_date, NID_hold_instruction_code, NID_certificate_issuer,
-    ]
+    /// The entry extensions that may be critical: exactly what OpenSSL's verifier handles (certificateIssuer).
+    /// OpenSSL flags a CRL any other critical entry extension of which (reasonCode, invalidityDate,
+    /// holdInstructionCode: non-critical by RFC 5280 5.3) and then refuses every client of the CA, so such a CRL
+    /// must never replace a good one.
+    private static let understoodEntryExtensions: Set<Int32> = [NID_certificate_issuer]
+
+    /// "issuerAltName (2.5.29.18)" (the short name), or the dotted form alone for an OID OpenSSL has no name for.
+    private static func objectName(_ object: OpaquePointer?) -> String {
+        let dotted = objectIdentifier(object)
+        let nid = OBJ_obj2nid(object)
+        guard nid != NID_undef, let name = OBJ_nid2sn(nid) else { return dotted }
+        return "\(String(cString: name)) (\(dotted))"
+    }
 
     /// An ASN.1 object identifier in dotted form, for log lines.
     private static func objectIdentifier(_ object: OpaquePointer?) -> String {
@@ -295,7 +306,8 @@ extension CRLScope {
                 else { continue }
                 let object = X509_EXTENSION_get_object(extensionPointer)
                 if understoodEntryExtensions.contains(OBJ_obj2nid(object)) { continue }
-                throw CRLRejectionReason("critical entry extension \(objectIdentifier(object)) is not understood")
+                throw CRLRejectionReason(
+                    "critical entry extension \(objectName(object)) is not handled by the verifier (it would refuse every client)")
             }
         }
     }

@@ -30,6 +30,8 @@ final class TLSListener: Sendable {
     let distributionPoints: DistributionPointReporter
     /// The context in force and the connections admitted through it.
     let gate: TLSGate
+    /// Disconnects a connection that a newer CRL revokes (`revocationAction`); shared by every connection.
+    let onRevoked: (@Sendable (any Channel, TLSGate.Revocation) -> Void)?
     let cacheLayout: CacheLayout
     let logger: Logger
     let state: NIOLockedValueBox<State>
@@ -98,9 +100,11 @@ final class TLSListener: Sendable {
         state.stapling = try Self.staplingIdentity(
             settings: settings, identity: state.identity.identity, authorities: state.authorities.certificates,
             cacheLayout: cacheLayout, listenerName: listener.name, logger: logger)
+        state.seen = Self.identities(of: Self.watchedFiles(settings: settings, cacheLayout: cacheLayout, listener: listener))
         let context = try Self.build(&state, settings: settings, listener: listener, cacheLayout: cacheLayout, logger: logger)
         self.state = NIOLockedValueBox(state)
         gate = TLSGate(context: context)
+        onRevoked = Self.revocationAction(settings: settings, logger: logger)
         logStapleState(context: context, staple: state.staple, stapling: state.stapling)
     }
 
@@ -221,9 +225,10 @@ final class TLSListener: Sendable {
 
     /// What a connection registers in the gate to be disconnected when a newer CRL revokes it; nil when this
     /// listener leaves connected clients alone (`disconnect_revoked = false`, or no CRL checking).
-    var onRevoked: (@Sendable (any Channel, TLSGate.Revocation) -> Void)? {
+    static func revocationAction(
+        settings: TLSSettings, logger: Logger
+    ) -> (@Sendable (any Channel, TLSGate.Revocation) -> Void)? {
         guard settings.enableCRLCheck && settings.disconnectRevoked else { return nil }
-        let logger = self.logger
         return { channel, revocation in
             logger.warning(
                 "client disconnected: certificate revoked",
