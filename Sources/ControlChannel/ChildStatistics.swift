@@ -19,6 +19,12 @@ public struct ChildStatistics: Codable, Sendable, Equatable {
         /// Completed handshakes, and those decided on a CRL past its nextUpdate (`crl_fail_policy = grace`).
         public var handshakes = 0
         public var acceptedOnStaleCRL = 0
+        /// Tickets not honoured because a full handshake with their certificate would have failed.
+        public var resumptionsRefused = 0
+        /// Every CRL in force on this worker for this listener, whatever its source.
+        public var crlsInForce: [CRLInForce] = []
+        /// The OCSP staple this worker serves for the listener (nil: stapling off).
+        public var staple: Staple?
 
         public init(
             listener: String, revocationGeneration: Int, crls: Int, revokedEntries: Int, refusals: [String: Int],
@@ -41,6 +47,73 @@ public struct ChildStatistics: Codable, Sendable, Equatable {
             case liveCertificates = "live_certificates"
             case handshakes
             case acceptedOnStaleCRL = "accepted_on_stale_crl"
+            case resumptionsRefused = "resumptions_refused"
+            case crlsInForce = "crls_in_force"
+            case staple
+        }
+    }
+
+    /// One CRL in force (the newest of its lineage).
+    public struct CRLInForce: Codable, Sendable, Equatable {
+        public var issuer: String
+        /// The URL it was fetched from, or `crlfile <path>`.
+        public var source: String
+        public var crlNumber: String?
+        /// Unix seconds.
+        public var thisUpdate: Int64?
+        public var nextUpdate: Int64?
+        public var entries: Int
+        /// From when its issuer's clients are refused for want of a fresh CRL: nextUpdate, plus `crl_stale_grace`
+        /// under `crl_fail_policy = grace`; nil when the CRL has no nextUpdate.
+        public var refusesFrom: Int64?
+
+        public init(
+            issuer: String, source: String, crlNumber: String?, thisUpdate: Int64?, nextUpdate: Int64?, entries: Int,
+            refusesFrom: Int64?
+        ) {
+            self.issuer = issuer
+            self.source = source
+            self.crlNumber = crlNumber
+            self.thisUpdate = thisUpdate
+            self.nextUpdate = nextUpdate
+            self.entries = entries
+            self.refusesFrom = refusesFrom
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case issuer, source, entries
+            case crlNumber = "crl_number"
+            case thisUpdate = "this_update"
+            case nextUpdate = "next_update"
+            case refusesFrom = "refuses_from"
+        }
+    }
+
+    /// The staple a worker serves for a listener.
+    public struct Staple: Codable, Sendable, Equatable {
+        /// `stapled`, `expired` (past its nextUpdate, no longer sent), `withdrawn` (the responder no longer says
+        /// good) or `none` (no valid response yet).
+        public var state: String
+        /// The certificate served (upper-case hex serial).
+        public var certificateSerial: String
+        public var thisUpdate: Int64?
+        /// Until when it is stapled.
+        public var nextUpdate: Int64?
+        public var detail: String?
+
+        public init(state: String, certificateSerial: String, thisUpdate: Int64?, nextUpdate: Int64?, detail: String?) {
+            self.state = state
+            self.certificateSerial = certificateSerial
+            self.thisUpdate = thisUpdate
+            self.nextUpdate = nextUpdate
+            self.detail = detail
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case state, detail
+            case certificateSerial = "certificate_serial"
+            case thisUpdate = "this_update"
+            case nextUpdate = "next_update"
         }
     }
 

@@ -5,6 +5,7 @@ import ArgumentParser
 import BrokerConfiguration
 import ControlChannel
 import Foundation
+import OpenSSLTLS
 import ProcessSupport
 import Supervisor
 
@@ -102,6 +103,7 @@ struct StatusCommand: ParsableCommand {
                 ])
             }
             Self.printTable(header: ["WORKER", "CONNECTIONS", "MSGS IN", "MSGS OUT", "TLS"], rows: table)
+            printInForce(reporting)
         }
         if !report.stapling.isEmpty {
             Console.out("")
@@ -125,6 +127,48 @@ struct StatusCommand: ParsableCommand {
                         (item.listener.map { "ssl:\($0) " } ?? "") + item.url,
                     ]
                 })
+        }
+    }
+
+    /// Every CRL in force and the staple served, per worker and listener.
+    private func printInForce(_ workers: [StatusReport.Process]) {
+        let now = Date().timeIntervalSince1970
+        func relative(_ seconds: Int64?) -> String {
+            guard let seconds else { return "-" }
+            let delta = Double(seconds) - now
+            return delta >= 0 ? "in " + Self.format(seconds: delta) : Self.format(seconds: -delta) + " ago"
+        }
+        var crls: [[String]] = []
+        var staples: [[String]] = []
+        for process in workers {
+            for listener in process.statistics?.listeners ?? [] {
+                for crl in listener.crlsInForce {
+                    let refusing = crl.refusesFrom.map { Double($0) <= now ? "NOW (since \(relative($0)))" : relative($0) }
+                    crls.append([
+                        "\(process.slot)", listener.listener, crl.issuer, crl.crlNumber ?? "-",
+                        crl.thisUpdate.map { Timestamp.iso8601($0) } ?? "-", relative(crl.nextUpdate),
+                        refusing ?? "never", "\(crl.entries)", crl.source,
+                    ])
+                }
+                if let staple = listener.staple {
+                    staples.append([
+                        "\(process.slot)", listener.listener, staple.state, staple.certificateSerial,
+                        staple.nextUpdate.map { Timestamp.iso8601($0) } ?? "-", staple.detail ?? "-",
+                    ])
+                }
+            }
+        }
+        if !crls.isEmpty {
+            Console.out("")
+            Self.printTable(
+                header: ["WORKER", "LISTENER", "CRL IN FORCE (ISSUER)", "CRL#", "THIS UPDATE", "NEXT UPDATE",
+                         "REFUSING CLIENTS", "ENTRIES", "SOURCE"],
+                rows: crls)
+        }
+        if !staples.isEmpty {
+            Console.out("")
+            Self.printTable(
+                header: ["WORKER", "LISTENER", "STAPLE SERVED", "CERTIFICATE", "UNTIL", "DETAIL"], rows: staples)
         }
     }
 

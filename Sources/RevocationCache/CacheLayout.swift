@@ -49,6 +49,15 @@ public struct CacheLayout: Sendable, Equatable {
         "\(metadataDirectory)/crl-\(Self.identifier(forURL: url)).json"
     }
 
+    /// The metadata of a published CRL file (`crl/<id>.der`), or nil for a path that is not one.
+    public func crlMetadataFile(forDataFile path: String) -> String? {
+        let prefix = crlDirectory + "/"
+        guard path.hasPrefix(prefix), path.hasSuffix(".der") else { return nil }
+        let identifier = path.dropFirst(prefix.count).dropLast(4)
+        guard !identifier.isEmpty, !identifier.contains("/") else { return nil }
+        return "\(metadataDirectory)/crl-\(identifier).json"
+    }
+
     /// The published OCSP response of `listener.ssl.<listener>`.
     public func ocspFile(listener: String) -> String {
         "\(ocspDirectory)/\(listener).der"

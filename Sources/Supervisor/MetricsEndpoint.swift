@@ -150,6 +150,7 @@ enum MetricsEndpoint {
             registry.makeGauge(descriptor: stapled, labels: [("listener", "ssl:" + listener.listener)])
                 .set(listener.state == "stapled" ? 1.0 : 0.0)
         }
+        renderInForce(report, now: now, into: registry)
         let restarts = descriptor("child_restarts", "total", "Respawns of children that died, by role")
         for role in ["fetcher", "worker"] {
             registry.makeCounter(descriptor: restarts, labels: [("role", role)])

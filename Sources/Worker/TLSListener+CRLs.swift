@@ -44,7 +44,8 @@ extension TLSListener {
             switch load(path, cas: cas, requireIssuerMatch: !isLocal) {
             case .success(let loaded):
                 if !loaded.isEmpty || isLocal {
-                    lastGood[path] = LoadedFile(identity: identity, crls: loaded)
+                    let source = isLocal ? "crlfile \(path)" : publishedSource(of: path, cacheLayout: cacheLayout)
+                    lastGood[path] = LoadedFile(identity: identity, crls: loaded, source: source)
                     changed.insert(path)
                     for crl in loaded {
                         logger.debug(
@@ -89,11 +90,11 @@ extension TLSListener {
             for crl in file.crls {
                 guard let lineage = crl.lineage else { continue }
                 guard let held = inForce[lineage] else {
-                    inForce[lineage] = CRLInForce(crl: crl, path: path)
+                    inForce[lineage] = CRLInForce(crl: crl, path: path, source: file.source)
                     continue
                 }
                 if crl.isNewer(than: held.crl) {
-                    inForce[lineage] = CRLInForce(crl: crl, path: path)
+                    inForce[lineage] = CRLInForce(crl: crl, path: path, source: file.source)
                 } else if held.crl.isNewer(than: crl), changed.contains(path),
                           previous[lineage].map({ $0.crl.isNewer(than: crl) }) ?? false
                 {
@@ -107,6 +108,11 @@ extension TLSListener {
             }
         }
         return inForce
+    }
+
+    /// The URL a published CRL file was fetched from (its metadata), else the path.
+    static func publishedSource(of path: String, cacheLayout: CacheLayout) -> String {
+        cacheLayout.crlMetadataFile(forDataFile: path).flatMap { CacheItemMetadata.read($0)?.sourceURL } ?? path
     }
 
     /// Parses one file and verifies each CRL in it against the listener's CAs. CRLs in the shared cache that

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import BrokerConfiguration
+import ControlChannel
 import Dispatch
 import Foundation
 import Logging
@@ -63,11 +64,14 @@ final class TLSListener: Sendable {
     struct LoadedFile {
         var identity: FileIdentity
         var crls: [CertificateRevocationList]
+        /// Where the file's CRLs come from: the URL the fetcher fetched it from, or `crlfile <path>`.
+        var source: String
     }
 
     struct CRLInForce {
         var crl: CertificateRevocationList
         var path: String
+        var source: String
     }
 
     /// Enough to tell that a file was replaced (a rename gives a new inode) or rewritten.
@@ -219,6 +223,37 @@ final class TLSListener: Sendable {
                 "tls.refused": "\(suppressed.values.reduce(0, +))",
                 "tls.reasons": "\(suppressed.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", "))",
             ])
+    }
+
+    // MARK: Reporting
+
+    /// What `status` and the metrics show of this listener's revocation data in force: every CRL in force and
+    /// the staple.
+    func reportInForce(into figures: inout ChildStatistics.Listener, now: Int64) {
+        let working = state.withLockedValue { $0 }
+        let grace = settings.crlFailPolicy == .grace ? settings.crlStaleGrace.components.seconds : 0
+        figures.crlsInForce = working.inForce.values.sorted { $0.crl.issuerDN < $1.crl.issuerDN }.map { held in
+            ChildStatistics.CRLInForce(
+                issuer: held.crl.issuerDN, source: held.source, crlNumber: held.crl.crlNumber,
+                thisUpdate: held.crl.thisUpdate, nextUpdate: held.crl.nextUpdate, entries: held.crl.revokedCount,
+                refusesFrom: held.crl.nextUpdate.map { $0 + grace })
+        }
+        guard settings.enableOCSPStapling else { return }
+        let serial = working.identity.identity.certificate.serialHex
+        switch working.staple {
+        case .stapled(let staple):
+            let expiry = staple.response.staplingExpiry
+            figures.staple = ChildStatistics.Staple(
+                state: expiry > now ? "stapled" : "expired", certificateSerial: serial,
+                thisUpdate: staple.response.thisUpdate, nextUpdate: expiry, detail: nil)
+        case .withdrawn(_, _, let reason):
+            figures.staple = ChildStatistics.Staple(
+                state: "withdrawn", certificateSerial: serial, thisUpdate: nil, nextUpdate: nil, detail: reason)
+        case .none:
+            figures.staple = ChildStatistics.Staple(
+                state: "none", certificateSerial: serial, thisUpdate: nil, nextUpdate: nil,
+                detail: working.stapling == nil ? "no issuer certificate or no OCSP URL" : "no valid response yet")
+        }
     }
 
     // MARK: Live revocation

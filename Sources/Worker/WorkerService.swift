@@ -214,6 +214,8 @@ public final class WorkerService: Sendable {
                 let completed = listener.refusals.completed
                 figures.handshakes = completed.total
                 figures.acceptedOnStaleCRL = completed.onStaleCRL
+                figures.resumptionsRefused = listener.refusals.resumptionsRefused
+                listener.reportInForce(into: &figures, now: Int64(time(nil)))
                 return figures
             }
             for listener in tls {

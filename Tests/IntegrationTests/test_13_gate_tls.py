@@ -307,3 +307,51 @@ def test_certificate_rotation_without_restart_and_mismatched_pair_kept_out(tls_n
     _replace(key, third.key)
     node.wait_log("TLS identity loaded", tls__certificate_serial=third.serial, timeout=10)
     assert _served_serial(node) == third.serial
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The operator sees the cliff coming
+
+
+def test_status_and_metrics_show_every_crl_in_force_with_its_cliff(tls_node, own_pki):
+    """A `crlfile` and a CRL in the cache for two issuers: `status --json` lists per worker every CRL in force with
+    issuer, source, cRLNumber, thisUpdate, nextUpdate, entries and the time from which its issuer's clients are
+    refused (nextUpdate under `closed`); the text status has the table; the metrics have the seconds left."""
+    from test_12_live_revocation import _scrape
+
+    p = own_pki
+    metrics_port = harness.free_port()
+    now = datetime.now(timezone.utc)
+    crlfile = p.root.gencrl(p.dir / "root-local.pem", last_update=now - timedelta(minutes=5),
+                            next_update=now + timedelta(hours=3))
+    inter = p.inter.gencrl(p.dir / "inter.pem")
+    node = tls_node(p, crlfiles=[crlfile], crls={"inter.pem": inter}, cacertfile=p.bundle)
+    node.lines = [l if not l.startswith("node.metrics_listener") else f"node.metrics_listener = 127.0.0.1:{metrics_port}"
+                  for l in node.lines]
+    node.start()
+    deadline = time.monotonic() + 5
+    while True:
+        workers = harness.ready_workers(node.b.status())
+        listeners = (workers[0].get("statistics") or {}).get("listeners", []) if workers else []
+        in_force = listeners[0].get("crls_in_force", []) if listeners else []
+        if len(in_force) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(in_force) == 2, f"CRLs in force reported: {listeners}"
+    by_issuer = {c["issuer"]: c for c in in_force}
+    root = by_issuer["CN=Gatehouse Test Root CA,O=Gatehouse Tests"]
+    assert root["source"] == f"crlfile {crlfile}", root
+    assert root["crl_number"] == str(pki.crl_number(crlfile, inform="PEM")), root
+    assert abs(root["next_update"] - (now + timedelta(hours=3)).timestamp()) < 2, root
+    assert root["refuses_from"] == root["next_update"], root
+    assert root["entries"] == 0 and root["this_update"] <= time.time(), root
+    other = by_issuer["CN=Gatehouse Test Intermediate CA,O=Gatehouse Tests"]
+    assert other["source"] == str(node.crl_dir / "inter.pem"), other
+
+    text = node.b.cli("status").stdout
+    assert "CRL IN FORCE" in text and f"crlfile {crlfile}" in text, text
+
+    samples = _scrape(metrics_port)
+    refusal = [v for k, v in samples.items()
+               if k.startswith("gatehouse_crl_in_force_refusal_seconds{") and "Test Root CA" in k and 'worker="0"' in k]
+    assert refusal and 3 * 3600 - 30 < refusal[0] <= 3 * 3600, (refusal, sorted(samples)[:50])
