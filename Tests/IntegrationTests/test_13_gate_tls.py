@@ -355,3 +355,104 @@ def test_status_and_metrics_show_every_crl_in_force_with_its_cliff(tls_node, own
     refusal = [v for k, v in samples.items()
                if k.startswith("gatehouse_crl_in_force_refusal_seconds{") and "Test Root CA" in k and 'worker="0"' in k]
     assert refusal and 3 * 3600 - 30 < refusal[0] <= 3 * 3600, (refusal, sorted(samples)[:50])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Staples: withdrawn when the responder stops saying good, never for another certificate
+
+
+def _ocsp_response(ca: pki.CA, cert: Path, out: Path) -> Path:
+    """`openssl ocsp` answering from the CA's own index, as a responder would (no nonce, valid one day)."""
+    pki.openssl("ocsp", "-index", str(ca.dir / "index.txt"), "-rsigner", str(ca.cert), "-rkey", str(ca.key),
+                "-CA", str(ca.cert), "-issuer", str(ca.cert), "-cert", str(cert), "-respout", str(out),
+                "-no_nonce", "-ndays", "1")
+    return out
+
+
+def _stapling_node(tls_node, p: pki.TestPKI, *options: str) -> pki.TLSNode:
+    """A node that staples, whose fetcher cannot reach its responder: the tests publish the responses themselves
+    into the cache the way the fetcher does."""
+    return tls_node(p, crl_check=False, options=[
+        "enable_ocsp_stapling = true", f"ocsp_issuer_pem = {p.root.cert}",
+        f"ocsp_responder_url = http://127.0.0.1:{harness.free_port()}/ocsp", "ocsp_refresh_http_timeout = 1s",
+        *options])
+
+
+def _staple(node: pki.TLSNode) -> tuple[str | None, str]:
+    """(the serial the staple is about, or None when nothing was stapled; s_client's output)."""
+    import subprocess
+
+    alice = node.pki.clients["alice"]
+    cp = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{node.port}", "-status", "-CAfile",
+                         str(node.cafile), "-cert", str(alice.cert), "-key", str(alice.key)],
+                        stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+    out = cp.stdout.decode(errors="replace") + cp.stderr.decode(errors="replace")
+    if "OCSP Response Data:" not in out:
+        return None, out
+    m = re.search(r"^\s*Serial Number: (\S+)", out, re.M)
+    status = re.search(r"^\s*Cert Status: (\S+)", out, re.M)
+    assert status and status.group(1) == "good", f"a staple that does not say good was sent\n{out}"
+    return (m.group(1).upper().lstrip("0") if m else "?"), out
+
+
+def test_revoked_ocsp_answer_withdraws_the_staple_at_once(tls_node, own_pki):
+    p = own_pki
+    node = _stapling_node(tls_node, p).start()
+    ocsp_dir = node.cache / "ocsp"
+    pki.publish(ocsp_dir, f"{pki.LISTENER}.der", _ocsp_response(p.root, p.server.cert, p.dir / "good.der"))
+    node.wait_log("OCSP staple loaded", timeout=5)
+    serial, out = _staple(node)
+    assert serial == p.server.serial, out
+
+    p.root.revoke(p.server)
+    pki.publish(ocsp_dir, f"{pki.LISTENER}.der", _ocsp_response(p.root, p.server.cert, p.dir / "revoked.der"))
+    node.wait_log("OCSP staple withdrawn: the responder no longer says good", timeout=5)
+    serial, out = _staple(node)
+    assert serial is None, f"still stapling after the responder said revoked\n{out}"
+    deadline = time.monotonic() + 5
+    while True:
+        listeners = harness.ready_workers(node.b.status())[0].get("statistics", {}).get("listeners", [])
+        staple = listeners[0].get("staple") if listeners else None
+        if (staple and staple.get("state") == "withdrawn") or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert staple and staple["state"] == "withdrawn" and "revoked" in (staple.get("detail") or ""), staple
+
+
+def test_rotated_certificate_is_never_served_with_the_old_staple(tls_node, own_pki, tmp_path):
+    """The staple in the cache is about the old certificate; after a rotation it must not go out with the new one
+    (before the fix the stapling identity was fixed at start: the new certificate went out with the old staple)."""
+    p = own_pki
+    live = tmp_path / "live"
+    live.mkdir()
+    cert, key = live / "server.pem", live / "server.key"
+    cert.write_bytes(p.server.cert.read_bytes())
+    key.write_bytes(p.server.key.read_bytes())
+    node = _stapling_node(tls_node, p)
+    node.lines = [line.replace(str(p.server.cert), str(cert)).replace(str(p.server.key), str(key))
+                  for line in node.lines]
+    node.start()
+    ocsp_dir = node.cache / "ocsp"
+    good = _ocsp_response(p.root, p.server.cert, p.dir / "good.der")
+    pki.publish(ocsp_dir, f"{pki.LISTENER}.der", good)
+    node.wait_log("OCSP staple loaded", timeout=5)
+    assert _staple(node)[0] == p.server.serial
+
+    second = p.root.issue("server2", "localhost", server=True)
+    _replace(key, second.key)
+    _replace(cert, second.cert)
+    # Whatever makes the worker rebuild (here the same response published again) must not staple the old
+    # certificate's response to the new one.
+    pki.publish(ocsp_dir, f"{pki.LISTENER}.der", good)
+    deadline = time.monotonic() + 10
+    while _served_serial(node) != second.serial:
+        assert time.monotonic() < deadline, "the new certificate was never served"
+        time.sleep(0.2)
+    serial, out = _staple(node)
+    assert serial in (None, second.serial), f"the new certificate {second.serial} went out with a staple for {serial}\n{out}"
+    # The response for the new certificate is stapled once it is published.
+    pki.publish(ocsp_dir, f"{pki.LISTENER}.der", _ocsp_response(p.root, second.cert, p.dir / "good2.der"))
+    deadline = time.monotonic() + 5
+    while _staple(node)[0] != second.serial:
+        assert time.monotonic() < deadline, "the new certificate's response was never stapled"
+        time.sleep(0.2)
