@@ -97,6 +97,21 @@ enum MetricsEndpoint {
                 entries[listener.listener] = max(entries[listener.listener] ?? 0, listener.revokedEntries)
             }
         }
+        var connectionRefusals: [[String]: Int] = [:]
+        for worker in statistics {
+            for (listener, reasons) in worker.connectionsRefused {
+                for (reason, count) in reasons {
+                    connectionRefusals[[listener, reason], default: 0] += count
+                }
+            }
+        }
+        let connectionsRefused = descriptor(
+            "connections_refused", "total",
+            "Connections closed at accept (access rules, limits, PROXY header), by listener and reason")
+        for (key, count) in connectionRefusals.sorted(by: { $0.key.joined() < $1.key.joined() }) {
+            registry.makeCounter(descriptor: connectionsRefused, labels: [("listener", key[0]), ("reason", key[1])])
+                .increment(by: Int64(count))
+        }
         let refused = descriptor("tls_handshakes_refused", "total", "TLS handshakes refused, by listener and reason")
         for (key, count) in refusals.sorted(by: { $0.key.joined() < $1.key.joined() }) {
             registry.makeCounter(descriptor: refused, labels: [("listener", key[0]), ("reason", key[1])])

@@ -18,6 +18,8 @@ final class MQTTServerHandler: ChannelInboundHandler, MQTTClientConnection {
     private let listener: String
     private let allowsAnonymous: Bool?
     private let tls: TLSSettings?
+    /// The client address when it is not the socket's peer (a PROXY protocol header named it).
+    private let proxiedPeerAddress: String?
     private let logger: Logger
     private var decoder: MQTTDecoder
     private var cumulation: ByteBuffer?
@@ -34,18 +36,23 @@ final class MQTTServerHandler: ChannelInboundHandler, MQTTClientConnection {
 
     /// - Parameter tls: set on TLS listeners: MQTT starts once the handshake completed, with the certificate's
     ///   identity when `peer_cert_as_username` / `peer_cert_as_clientid` ask for it.
-    init(broker: Broker, listener: String, allowsAnonymous: Bool?, tls: TLSSettings? = nil, logger: Logger) {
+    /// - Parameter peerAddress: the client address for logs when it is not the socket's peer (PROXY protocol).
+    init(
+        broker: Broker, listener: String, allowsAnonymous: Bool?, tls: TLSSettings? = nil,
+        peerAddress: String? = nil, logger: Logger
+    ) {
         self.broker = broker
         self.listener = listener
         self.allowsAnonymous = allowsAnonymous
         self.tls = tls
+        self.proxiedPeerAddress = peerAddress
         self.logger = logger
         self.decoder = MQTTDecoder(maximumPacketSize: broker.settings.maximumPacketSize)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        let address = context.channel.remoteAddress.map(Self.describe) ?? "unknown"
+        let address = proxiedPeerAddress ?? context.channel.remoteAddress.map(Self.describe) ?? "unknown"
         peerDescription = "\(listener) \(address)"
         var connectionLogger = logger
         connectionLogger[metadataKey: "tls.peer"] = "\(address)"
