@@ -209,6 +209,12 @@ struct ConfigurationParser {
                 report(line: line, key: "\(listenerKey).\(flag)", "\(flag) = true requires verify = verify_peer")
             }
         }
+        // Without verify_peer no client sends a certificate, so every CONNECT would be refused.
+        for field in ["peer_cert_as_username", "peer_cert_as_clientid"] {
+            if let verify, verify != verifyPeer, let line = draft.subkeyLines[field] {
+                report(line: line, key: "\(listenerKey).\(field)", "requires verify = verify_peer")
+            }
+        }
         // enable_ocsp_stapling needs neither ocsp_responder_url (default: the certificate's OCSP URL) nor
         // ocsp_issuer_pem (default: the issuer found in certfile or cacertfile); without a URL it is off, said
         // once in the log.

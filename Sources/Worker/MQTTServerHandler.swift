@@ -71,19 +71,8 @@ final class MQTTServerHandler: ChannelInboundHandler, MQTTClientConnection {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let completed = event as? TLSHandshakeCompleted, let tls, let controller {
             peerCertificate = completed.peer
-            if let peer = completed.peer {
-                func field(_ choice: TLSSettings.PeerCertField?) -> String? {
-                    switch choice {
-                    case .cn: peer.commonName
-                    case .dn: peer.subjectDN
-                    case nil: nil
-                    }
-                }
-                let identity = ConnectionController.CertificateIdentity(
-                    username: field(tls.peerCertAsUsername), clientID: field(tls.peerCertAsClientID))
-                if identity.username != nil || identity.clientID != nil {
-                    controller.setCertificateIdentity(identity)
-                }
+            if let identity = Self.certificateIdentity(of: completed.peer, settings: tls) {
+                controller.setCertificateIdentity(identity)
             }
             controller.start()
         }
@@ -149,6 +138,30 @@ final class MQTTServerHandler: ChannelInboundHandler, MQTTClientConnection {
     func disconnect(reason: ReasonCode) {
         controller?.disconnect(reason: reason, publishWill: false)
         broker.flushPending()
+    }
+
+    /// The identity `peer_cert_as_username` / `peer_cert_as_clientid` take from the client certificate, with the
+    /// configured fields it lacks (no certificate, or no CN) listed as missing; `nil` when neither is configured.
+    static func certificateIdentity(
+        of peer: PeerCertificate?, settings: TLSSettings
+    ) -> ConnectionController.CertificateIdentity? {
+        guard settings.peerCertAsUsername != nil || settings.peerCertAsClientID != nil else { return nil }
+        var missing: [String] = []
+        func field(_ choice: TLSSettings.PeerCertField?, key: String) -> String? {
+            guard let choice else { return nil }
+            let value: String?
+            switch choice {
+            case .cn: value = peer?.commonName
+            case .dn: value = peer?.subjectDN
+            }
+            if let value, !value.isEmpty { return value }
+            let why = peer == nil ? "no client certificate" : "the certificate has no \(choice.rawValue.uppercased())"
+            missing.append("\(key) = \(choice.rawValue) (\(why))")
+            return nil
+        }
+        let username = field(settings.peerCertAsUsername, key: "peer_cert_as_username")
+        let clientID = field(settings.peerCertAsClientID, key: "peer_cert_as_clientid")
+        return ConnectionController.CertificateIdentity(username: username, clientID: clientID, missing: missing)
     }
 
     /// `127.0.0.1:53211` / `[::1]:53211`.

@@ -133,4 +133,15 @@ import Testing
         #expect(TestSupport.error("listener.tcp.t.access.1 = deny all")
             == "test.conf:1: listener.tcp.t.access.1: no 'listener.tcp.t = <port>' line defines this listener")
     }
+
+    @Test func peerCertIdentityNeedsVerifyPeer() {
+        #expect(TestSupport.error(TestSupport.sslListener + "\nlistener.ssl.s.peer_cert_as_username = cn")
+            == "test.conf:4: listener.ssl.s.peer_cert_as_username: requires verify = verify_peer")
+        #expect(TestSupport.errors(TestSupport.sslListener + """
+
+            listener.ssl.s.cacertfile = ca.pem
+            listener.ssl.s.verify = verify_peer
+            listener.ssl.s.peer_cert_as_clientid = dn
+            """).isEmpty)
+    }
 }

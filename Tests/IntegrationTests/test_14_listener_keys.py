@@ -15,6 +15,7 @@ import socket
 import ssl
 import struct
 import time
+import urllib.request
 
 import pytest
 
@@ -112,8 +113,13 @@ def wait_refused(broker, listener: str, reason: str, at_least: int, timeout: flo
         f"{at_least} refusals '{reason}' on {listener} in status")
 
 
-def started(broker, extra: list[str], workers: int = 2, ssl_listener: bool = False) -> dict:
-    broker.write_config(workers=workers, ssl=ssl_listener, extra=extra)
+def started(broker, extra: list[str], workers: int = 2, ssl_listener: bool = False, metrics_port: int | None = None
+            ) -> dict:
+    lines = broker.config_lines(workers=workers, ssl=ssl_listener, extra=extra)
+    if metrics_port is not None:
+        lines = [l if not l.startswith("node.metrics_listener") else f"node.metrics_listener = 127.0.0.1:{metrics_port}"
+                 for l in lines]
+    broker.write_config(lines)
     return broker.start_foreground()
 
 
@@ -134,7 +140,8 @@ def open_clients(broker, port: int, count: int, prefix: str) -> tuple[list[socke
 def test_access_rules_deny_one_address_allow_another(broker):
     """access.1 = deny 127.0.0.2, access.2 = allow all: 127.0.0.2 is closed at once, 127.0.0.1 connects."""
     p = "listener.tcp.external"
-    started(broker, [f"{p}.access.2 = allow all", f"{p}.access.1 = deny 127.0.0.2"])
+    metrics = harness.free_port()
+    started(broker, [f"{p}.access.2 = allow all", f"{p}.access.1 = deny 127.0.0.2"], metrics_port=metrics)
     for attempt in range(4):  # both workers (the kernel spreads connections over them)
         denied = client_socket(broker.port, source="127.0.0.2")
         broker.sockets.append(denied)
@@ -144,6 +151,12 @@ def test_access_rules_deny_one_address_allow_another(broker):
         broker.sockets.append(allowed)
         assert mqtt_connect(allowed, f"allowed-{attempt}") == "connack"
     wait_refused(broker, "tcp:external", "access_denied", 4)
+    series = 'gatehouse_connections_refused_total{listener="tcp:external",reason="access_denied"} 4'
+    harness.wait_until(
+        lambda: series in urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=2).read().decode(),
+        5, message=f"{series!r} in /metrics")
+    text = broker.cli("status").stdout
+    assert "tcp:external access_denied=" in text, f"status does not show the refusals:\n{text}"
 
 
 def test_access_rule_without_match_allows_and_deny_all_closes(broker):
@@ -364,3 +377,71 @@ def test_numeric_value_out_of_range_stops_start_naming_the_line(broker, line, wh
     assert rc != 0, f"start accepted {line}"
     where = f"{broker.config_path}:{broker.line_of(key + ' ')}: {key}: "
     assert where in err and why in err, f"stderr does not refuse {line!r} naming the line:\n{err}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# peer_cert_as_username / peer_cert_as_clientid: no fallback to the CONNECT values
+
+
+def no_cn_certificate(ca: pki.CA, directory) -> pki.Cert:
+    """A client certificate without a CN (subject "/O=NoCN"), signed by `ca` (`openssl x509 -req`: the CA's
+    `openssl ca` policy demands a CN)."""
+    key, csr, crt = directory / "nocn.key", directory / "nocn.csr", directory / "nocn.pem"
+    pki.openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-keyout", str(key), "-out", str(csr), "-subj", "/O=NoCN")
+    pki.openssl("x509", "-req", "-in", str(csr), "-CA", str(ca.cert), "-CAkey", str(ca.key), "-CAcreateserial",
+                "-out", str(crt), "-days", "2", "-extfile", str(ca.cnf), "-extensions", "usr_cert")
+    return pki.Cert(name="nocn", cert=crt, key=key, subject="O=NoCN", serial=pki.cert_serial(crt))
+
+
+def tls_connack(port: int, cafile, cert: pki.Cert | None, client_id: str, username: str | None,
+                version: int) -> int:
+    """CONNECT over TLS (with `cert`, or none); the CONNACK return/reason code."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(str(cafile))
+    if cert is not None:
+        ctx.load_cert_chain(str(cert.cert), str(cert.key))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            s.sendall(connect_packet(client_id, version=version, username=username))
+            s.settimeout(5)
+            data = b""
+            while len(data) < 4:
+                chunk = s.recv(64)
+                assert chunk, f"closed without CONNACK (got {data.hex()})"
+                data += chunk
+            assert data[0] >> 4 == CONNACK, data.hex()
+            return data[3]
+
+
+@pytest.mark.parametrize("version", [4, 5], ids=["v311", "v5"])
+def test_peer_cert_fields_missing_refuse_the_connect(broker, tls_pki, tmp_path, version):
+    """peer_cert_as_username = cn with a certificate without CN, and peer_cert_as_clientid = cn without any
+    certificate (fail_if_no_peer_cert = false): the CONNECT's own username / client id must not be used; the
+    client is refused (3.1.1: 0x05, MQTT 5: 0x87) and one warning line names listener, peer and the field."""
+    nocn = no_cn_certificate(tls_pki.root, tmp_path)
+    broker.pki = {"server_key": tls_pki.server.key, "server_cert": tls_pki.server.cert, "ca_cert": tls_pki.root.cert}
+    p = "listener.ssl.external"
+    lines = [l if not l.startswith(f"{p}.fail_if_no_peer_cert") else f"{p}.fail_if_no_peer_cert = false"
+             for l in broker.config_lines(workers=1, ssl=True)]
+    lines += [f"{p}.peer_cert_as_username = cn", f"{p}.peer_cert_as_clientid = cn", f"{p}.allow_anonymous = true"]
+    broker.write_config(lines)
+    broker.start_foreground()
+    refused = 0x87 if version == 5 else 0x05
+
+    # A good certificate: its CN is the username and the client id, whatever CONNECT says.
+    assert tls_connack(broker.ssl_port, tls_pki.root.cert, tls_pki.clients["alice"], "x", "admin", version) == 0
+    # No CN: claiming "admin" (or "alice") through CONNECT is refused.
+    assert tls_connack(broker.ssl_port, tls_pki.root.cert, nocn, "alice", "admin", version) == refused
+    # No certificate at all: claiming client id "alice" is refused.
+    assert tls_connack(broker.ssl_port, tls_pki.root.cert, None, "alice", None, version) == refused
+
+    warnings = harness.wait_until(
+        lambda: [l for l in pki.parse_log(broker.stderr()) if l.level == "warning" and "certificate" in l.message
+                 and "peer_cert_as" in l.raw], 5, message="the refusal warnings")
+    assert len(warnings) == 2, "\n".join(l.raw for l in warnings)
+    for line in warnings:
+        assert line.fields.get("listener") == "ssl:external", line.raw
+        assert line.fields.get("tls.peer", "").startswith("127.0.0.1:"), line.raw
+    assert "peer_cert_as_username = cn" in warnings[0].raw and "no CN" in warnings[0].raw, warnings[0].raw
+    assert "no client certificate" in warnings[1].raw, warnings[1].raw
