@@ -35,7 +35,8 @@ enum MetricsEndpoint {
         registry.makeCounter(descriptor: descriptor("messages_sent", "total", "PUBLISH messages sent to clients"), labels: [])
             .increment(by: Int64(statistics.reduce(0) { $0 + $1.messagesSent }))
         registry.makeCounter(
-            descriptor: descriptor("messages_dropped", "total", "Messages dropped from full session queues"), labels: []
+            descriptor: descriptor(
+                "messages_dropped", "total", "Messages dropped: full session queues, deliveries too large for their client"), labels: []
         ).increment(by: Int64(statistics.reduce(0) { $0 + $1.messagesDropped }))
 
         var handshakes: [String: Int] = [:]
