@@ -68,9 +68,11 @@ public struct AccessRules: Sendable, Equatable {
         return rules.first { $0.network?.contains(normalized) ?? true }
     }
 
-    /// Whether a client from `address` (4 or 16 bytes) may connect.
-    public func allows(_ address: [UInt8]) -> Bool {
-        decidingRule(for: address)?.action != .deny
+    /// Whether a client from `address` (4 or 16 bytes) may connect. An unknown address (no IP peer) matches
+    /// only `all` rules.
+    public func allows(_ address: [UInt8]?) -> Bool {
+        guard let address else { return rules.first { $0.network == nil }?.action != .deny }
+        return decidingRule(for: address)?.action != .deny
     }
 }
 

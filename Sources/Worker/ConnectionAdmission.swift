@@ -47,9 +47,7 @@ final class ConnectionAdmission: Sendable {
     /// Decides for a client at `address`; counts the refusal. An admitted connection with `holdsPlace` must be
     /// released when it closes.
     func admit(_ address: SocketAddress?) -> Decision {
-        if !settings.access.isEmpty, let bytes = address.flatMap(Self.addressBytes),
-            !settings.access.allows(bytes)
-        {
+        if !settings.access.isEmpty, !settings.access.allows(address.flatMap(Self.addressBytes)) {
             return refuse(.accessDenied)
         }
         if let rate = settings.maxConnectionRate, let counters, !counters.takeRateToken(rate: rate) {

@@ -46,7 +46,7 @@ final class SharedListenerCounters: @unchecked Sendable {
         if mkdir(directory, 0o700) != 0 && errno != EEXIST {
             throw SystemError(call: "mkdir", errno: errno, detail: directory)
         }
-        let path = directory + "/" + listener.replacingOccurrences(of: ":", with: ".") + ".counters"
+        let path = directory + "/" + String(listener.map { $0 == ":" ? "." : $0 }) + ".counters"
         self.path = path
         let fd = try systemCall("open", detail: path) { open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600) }
         do throws(SystemError) {

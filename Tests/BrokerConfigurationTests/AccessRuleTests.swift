@@ -37,6 +37,12 @@ import Testing
         #expect(AccessRules([]).allows([127, 0, 0, 1]))
     }
 
+    @Test func anUnknownAddressMatchesOnlyAllRules() throws {
+        #expect(try rules([(1, "allow 10.0.0.0/8"), (2, "deny all")]).allows(nil) == false)
+        #expect(try rules([(1, "deny 10.0.0.0/8")]).allows(nil))
+        #expect(try rules([(1, "allow all")]).allows(nil))
+    }
+
     @Test func denyAllAtTheEndAdmitsOnlyTheListed() throws {
         let access = try rules([(1, "allow 192.168.0.0/16"), (2, "allow ::1"), (3, "deny all")])
         #expect(try access.allows(bytes("192.168.7.7")))
