@@ -15,8 +15,10 @@ enum ConfigurationKey {
     case listener(ListenerID)
     /// A subkey of `KnownKeys.listenerSubkeys` valid for the listener's kind.
     case listenerSubkey(ListenerID, KeySpecification)
-    /// An EMQX listener subkey accepted without effect.
-    case ignoredListenerSubkey(ListenerID, subkey: String)
+    /// `listener.<kind>.<name>.access.<N>`: one access rule, `N` its place in the order.
+    case accessRule(ListenerID, number: Int)
+    /// An EMQX listener subkey that Gatehouse refuses; `reason` says why.
+    case refusedListenerSubkey(reason: String)
     /// Not a key we know; `message` says so, with a suggestion when one is close.
     case unknown(message: String)
 
@@ -51,11 +53,23 @@ enum ConfigurationKey {
             }
             return
         }
-        if KnownKeys.isIgnoredListenerSubkey(subkey) {
-            self = .ignoredListenerSubkey(listener, subkey: subkey)
+        if let reason = KnownKeys.refusal(of: subkey) {
+            self = .refusedListenerSubkey(reason: reason)
             return
         }
-        let candidates = KnownKeys.listenerSubkeys(for: kind).map(\.name) + KnownKeys.ignoredListenerSubkeys
+        let access = parts[3...]
+        if access.count == 2, access.first == "access", let digits = access.last, !digits.isEmpty,
+            digits.allSatisfy(\.isASCIIDigit)
+        {
+            guard let number = Int(digits), number <= KnownKeys.maximumAccessRuleNumber else {
+                self = .unknown(message: "access rule number out of range (0-\(KnownKeys.maximumAccessRuleNumber))")
+                return
+            }
+            self = .accessRule(listener, number: number)
+            return
+        }
+        let candidates = KnownKeys.listenerSubkeys(for: kind).map(\.name)
+            + KnownKeys.refusedListenerSubkeys.map(\.subkey) + ["access.1"]
         let suggestion = EditDistance.closest(to: subkey, among: candidates).map { "\(listener.key).\($0)" }
         self = .unknown(message: Self.unknownKeyMessage(key, suggestion: suggestion))
     }

@@ -9,15 +9,15 @@ public enum ConfigurationLoader {
         KnownKeys.global.map(\.name)
     }
 
-    /// The subkeys (the part after `listener.<kind>.<name>.`) that a listener of `kind` acts on. EMQX keys that are
-    /// only accepted for compatibility are in `ignoredListenerSubkeys` instead.
+    /// The subkeys (the part after `listener.<kind>.<name>.`) that a listener of `kind` acts on, besides
+    /// `access.<N>`.
     public static func knownListenerSubkeys(for kind: ListenerConfiguration.Kind) -> [String] {
         KnownKeys.listenerSubkeys(for: kind).map(\.name)
     }
 
-    /// EMQX listener subkeys accepted without effect (recorded in `ignoredKeys`); `access.<N>` is accepted too.
-    public static var ignoredListenerSubkeys: [String] {
-        KnownKeys.ignoredListenerSubkeys
+    /// EMQX listener subkeys that are refused with a reason (no key is accepted without effect).
+    public static var refusedListenerSubkeys: [String] {
+        KnownKeys.refusedListenerSubkeys.map(\.subkey)
     }
 
     /// Reads the file at `path` (relative paths inside it resolve against the file's directory).

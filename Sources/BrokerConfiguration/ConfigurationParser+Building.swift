@@ -37,8 +37,7 @@ extension ConfigurationParser {
             httpsCACertFile: global.optionalString("crl_cache_https_cacertfile"))
         return GatehouseConfiguration(
             sourcePath: sourcePath, node: node, log: log, mqtt: mqtt, authentication: authentication,
-            crlCache: crlCache, listeners: listenerOrder.compactMap { listeners[$0].flatMap(buildListener) },
-            ignoredKeys: ignoredKeys)
+            crlCache: crlCache, listeners: listenerOrder.compactMap { listeners[$0].flatMap(buildListener) })
     }
 
     private func buildListener(_ draft: ListenerDraft) -> ListenerConfiguration? {
@@ -47,7 +46,20 @@ extension ConfigurationParser {
         return ListenerConfiguration(
             kind: draft.id.kind, name: draft.id.name, address: address,
             allowAnonymous: values.optionalBoolean("allow_anonymous"),
-            tls: draft.id.kind == .ssl ? buildTLS(values) : nil, line: line)
+            tls: draft.id.kind == .ssl ? buildTLS(values) : nil, line: line,
+            accept: buildAccept(values, rules: draft.accessRules))
+    }
+
+    private func buildAccept(_ values: ConfigurationValues, rules: [AccessRule]) -> AcceptSettings {
+        AcceptSettings(
+            access: AccessRules(rules),
+            maxConnections: values.optionalInteger("max_connections"),
+            maxConnectionRate: values.optionalInteger("max_conn_rate"),
+            backlog: values.integer("backlog"),
+            noDelay: values.boolean("nodelay"),
+            reuseAddress: values.boolean("reuseaddr"),
+            proxyProtocol: values.boolean("proxy_protocol"),
+            proxyProtocolTimeout: values.duration("proxy_protocol_timeout"))
     }
 
     private func buildTLS(_ values: ConfigurationValues) -> TLSSettings {
@@ -73,6 +85,9 @@ extension ConfigurationParser {
             ocspResponderURL: values.optionalString("ocsp_responder_url"),
             ocspIssuerPEM: values.optionalString("ocsp_issuer_pem"),
             ocspRefreshInterval: values.duration("ocsp_refresh_interval"),
-            ocspRefreshHTTPTimeout: values.duration("ocsp_refresh_http_timeout"))
+            ocspRefreshHTTPTimeout: values.duration("ocsp_refresh_http_timeout"),
+            verifyDepth: values.integer("depth"),
+            honorCipherOrder: values.boolean("honor_cipher_order"),
+            reuseSessions: values.boolean("reuse_sessions"))
     }
 }

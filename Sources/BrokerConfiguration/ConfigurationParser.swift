@@ -13,7 +13,6 @@ struct ConfigurationParser {
     private(set) var globalLines: [String: Int] = [:]
     private(set) var listeners: [ListenerID: ListenerDraft] = [:]
     private(set) var listenerOrder: [ListenerID] = []
-    private(set) var ignoredKeys: [IgnoredKey] = []
 
     init(displayPath: String, sourcePath: String, baseDirectory: String, options: ConfigurationLoadOptions) {
         self.displayPath = displayPath
@@ -90,10 +89,21 @@ struct ConfigurationParser {
             if let parsed = parse(value, as: specification.kind, key: key, line: line) {
                 listeners[id]?.values[specification.name] = parsed
             }
-        case .ignoredListenerSubkey(let id, _):
+        case .accessRule(let id, let number):
             touchListener(id, line: line)
             listeners[id]?.memberLines.append((key, line))
-            ignoredKeys.append(IgnoredKey(key: key, line: line))
+            if let first = listeners[id]?.accessRuleLines[number] {
+                report(line: line, key: key, "duplicate access rule \(number) (first set on line \(first))")
+                return
+            }
+            listeners[id]?.accessRuleLines[number] = line
+            do {
+                listeners[id]?.accessRules.append(try AccessRule.parse(value, number: number))
+            } catch {
+                report(line: line, key: key, error.message)
+            }
+        case .refusedListenerSubkey(let reason):
+            report(line: line, key: key, reason)
         case .unknown(let message):
             report(line: line, key: key, message)
         }
@@ -162,9 +172,19 @@ struct ConfigurationParser {
                     addressOwners[address] = "\(draft.id.key) (line \(definitionLine))"
                 }
             }
+            validateAccept(of: draft)
             if draft.id.kind == .ssl {
                 validateTLS(of: draft, definitionLine: definitionLine)
             }
+        }
+    }
+
+    private mutating func validateAccept(of draft: ListenerDraft) {
+        let listenerKey = draft.id.key
+        if draft.values["proxy_protocol"] != .boolean(true), let line = draft.subkeyLines["proxy_protocol_timeout"] {
+            report(
+                line: line, key: "\(listenerKey).proxy_protocol_timeout",
+                "has no effect without \(listenerKey).proxy_protocol = true")
         }
     }
 
@@ -178,9 +198,21 @@ struct ConfigurationParser {
         if verify == verifyPeer, draft.subkeyLines["cacertfile"] == nil, let line = draft.subkeyLines["verify"] {
             report(line: line, key: "\(listenerKey).verify", "verify_peer requires \(listenerKey).cacertfile")
         }
+        if draft.values["secure_renegotiate"] == .boolean(false), let line = draft.subkeyLines["secure_renegotiate"] {
+            report(
+                line: line, key: "\(listenerKey).secure_renegotiate",
+                "false is not supported: renegotiation is disabled entirely, so no insecure renegotiation can "
+                    + "happen (remove the line or set true)")
+        }
         for flag in ["fail_if_no_peer_cert", "enable_crl_check"] where draft.values[flag] == .boolean(true) {
             if let verify, verify != verifyPeer, let line = draft.subkeyLines[flag] {
                 report(line: line, key: "\(listenerKey).\(flag)", "\(flag) = true requires verify = verify_peer")
+            }
+        }
+        // Without verify_peer no client sends a certificate, so every CONNECT would be refused.
+        for field in ["peer_cert_as_username", "peer_cert_as_clientid"] {
+            if let verify, verify != verifyPeer, let line = draft.subkeyLines[field] {
+                report(line: line, key: "\(listenerKey).\(field)", "requires verify = verify_peer")
             }
         }
         // enable_ocsp_stapling needs neither ocsp_responder_url (default: the certificate's OCSP URL) nor

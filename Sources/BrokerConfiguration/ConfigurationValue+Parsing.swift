@@ -35,8 +35,8 @@ extension ConfigurationValue {
                 throw ValueError(message: "invalid value '\(text)' (use an integer \(describe(range)) or auto)")
             }
             return .integer(try parseInteger(text, in: range))
-        case .duration(let minimum):
-            let duration = try parseDuration(text)
+        case .duration(let minimum, let maximum):
+            let duration = try parseDuration(text, maximum: maximum)
             guard duration >= minimum else {
                 throw ValueError(message: "'\(text)' is too short (the minimum is \(format(minimum)))")
             }
@@ -98,9 +98,9 @@ extension ConfigurationValue {
         return !digits.isEmpty && digits.allSatisfy(\.isASCIIDigit)
     }
 
-    /// `1-65535`, or `at least 1` when the range has no practical upper bound.
+    /// `1-65535`.
     static func describe(_ range: ClosedRange<Int>) -> String {
-        range.upperBound == Int.max ? "at least \(range.lowerBound)" : "\(range.lowerBound)-\(range.upperBound)"
+        "\(range.lowerBound)-\(range.upperBound)"
     }
 
     // MARK: Durations
@@ -110,10 +110,12 @@ extension ConfigurationValue {
     ]
 
     /// One or more `<digits><unit>` groups (`15s`, `1h30m`, `500ms`); a bare number has no unit and is rejected.
-    static func parseDuration(_ text: String) throws(ValueError) -> Duration {
+    /// Durations above `maximum` are rejected: every duration is later added to clock instants or converted to
+    /// other units, where a value near `Int64.max` milliseconds would overflow.
+    static func parseDuration(_ text: String, maximum: Duration) throws(ValueError) -> Duration {
         let invalid = ValueError(
             message: "invalid duration '\(text)' (use a number with a unit: ms, s, m, h, d; e.g. 15s)")
-        let tooLarge = ValueError(message: "duration '\(text)' is too large")
+        let tooLarge = ValueError(message: "'\(text)' is too long (the maximum is \(format(maximum)))")
         var rest = Substring(text)
         var total: Int64 = 0
         guard !rest.isEmpty else { throw invalid }
@@ -131,7 +133,9 @@ extension ConfigurationValue {
             guard !productOverflow, !sumOverflow else { throw tooLarge }
             total = sum
         }
-        return .milliseconds(total)
+        let duration = Duration.milliseconds(total)
+        guard duration <= maximum else { throw tooLarge }
+        return duration
     }
 
     /// The shortest `1h30m`-style text for a duration, used in messages.

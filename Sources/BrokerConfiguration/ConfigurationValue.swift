@@ -17,8 +17,8 @@ enum ValueKind: Sendable {
     case integer(ClosedRange<Int>)
     /// An integer in range, or `auto` (the CPU count, clamped to the range).
     case integerOrAuto(ClosedRange<Int>)
-    /// `<digits><unit>` groups; values below `minimum` are rejected.
-    case duration(minimum: Duration)
+    /// `<digits><unit>` groups; values outside `minimum...maximum` are rejected.
+    case duration(minimum: Duration, maximum: Duration)
     /// Bytes, optionally with a B/KB/MB/GB unit.
     case size(ClosedRange<Int>)
     /// `true|false|on|off`.

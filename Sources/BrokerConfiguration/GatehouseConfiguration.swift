@@ -12,13 +12,11 @@ public struct GatehouseConfiguration: Sendable, Equatable {
     public var crlCache: CRLCacheSettings
     /// Listeners in the order they first appear in the file.
     public var listeners: [ListenerConfiguration]
-    /// EMQX keys that are accepted for compatibility but have no effect here, with their line numbers.
-    public var ignoredKeys: [IgnoredKey]
 
     public init(
         sourcePath: String, node: NodeSettings, log: LogSettings, mqtt: MQTTSettings,
         authentication: AuthenticationSettings, crlCache: CRLCacheSettings,
-        listeners: [ListenerConfiguration], ignoredKeys: [IgnoredKey] = []
+        listeners: [ListenerConfiguration]
     ) {
         self.sourcePath = sourcePath
         self.node = node
@@ -27,17 +25,6 @@ public struct GatehouseConfiguration: Sendable, Equatable {
         self.authentication = authentication
         self.crlCache = crlCache
         self.listeners = listeners
-        self.ignoredKeys = ignoredKeys
-    }
-}
-
-/// A key accepted for EMQX compatibility that Gatehouse does not act on.
-public struct IgnoredKey: Sendable, Equatable {
-    public var key: String
-    public var line: Int
-    public init(key: String, line: Int) {
-        self.key = key
-        self.line = line
     }
 }
 
@@ -188,6 +175,8 @@ public struct ListenerConfiguration: Sendable, Equatable {
     public var allowAnonymous: Bool?
     /// Present exactly when `kind == .ssl`.
     public var tls: TLSSettings?
+    /// Access rules, connection limits, socket options and the PROXY protocol: what happens at accept.
+    public var accept: AcceptSettings
     /// Line of the `listener.<kind>.<name> = …` key.
     public var line: Int
 
@@ -195,13 +184,15 @@ public struct ListenerConfiguration: Sendable, Equatable {
     public var identifier: String { "\(kind.rawValue):\(name)" }
 
     public init(
-        kind: Kind, name: String, address: ListenAddress, allowAnonymous: Bool?, tls: TLSSettings?, line: Int
+        kind: Kind, name: String, address: ListenAddress, allowAnonymous: Bool?, tls: TLSSettings?, line: Int,
+        accept: AcceptSettings = AcceptSettings()
     ) {
         self.kind = kind
         self.name = name
         self.address = address
         self.allowAnonymous = allowAnonymous
         self.tls = tls
+        self.accept = accept
         self.line = line
     }
 }
@@ -234,10 +225,17 @@ public struct TLSSettings: Sendable, Equatable {
     public var verify: Verify
     /// Default false.
     public var failIfNoPeerCert: Bool
+    /// `depth`: the most intermediate CA certificates allowed between a client certificate and a trusted CA
+    /// (OpenSSL's verify depth); default 10 as in EMQX, 0-100.
+    public var verifyDepth: Int
     /// Default `tlsv1.3,tlsv1.2`.
     public var tlsVersions: [Version]
     /// OpenSSL cipher names; empty means OpenSSL's defaults.
     public var ciphers: [String]
+    /// `honor_cipher_order`: the server's cipher preference wins over the client's; default true.
+    public var honorCipherOrder: Bool
+    /// `reuse_sessions`: clients may resume TLS sessions (session cache and tickets); default true.
+    public var reuseSessions: Bool
     /// Default 15s.
     public var handshakeTimeout: Duration
     public var peerCertAsUsername: PeerCertField?
@@ -274,8 +272,12 @@ public struct TLSSettings: Sendable, Equatable {
         enableCRLCheck: Bool, crlCacheURLs: [String], crlFiles: [String], crlCheckDepth: CRLCheckDepth,
         crlFailPolicy: CRLFailPolicy, crlStaleGrace: Duration, disconnectRevoked: Bool,
         enableOCSPStapling: Bool, ocspResponderURL: String?, ocspIssuerPEM: String?,
-        ocspRefreshInterval: Duration, ocspRefreshHTTPTimeout: Duration
+        ocspRefreshInterval: Duration, ocspRefreshHTTPTimeout: Duration,
+        verifyDepth: Int = 10, honorCipherOrder: Bool = true, reuseSessions: Bool = true
     ) {
+        self.verifyDepth = verifyDepth
+        self.honorCipherOrder = honorCipherOrder
+        self.reuseSessions = reuseSessions
         self.keyFile = keyFile
         self.certFile = certFile
         self.caCertFile = caCertFile

@@ -3,6 +3,11 @@
 /// Immutable tables, shared by all loads.
 enum KnownKeys {
     private static let positive: Duration = .milliseconds(1)
+    /// Upper bounds: every duration ends up added to clock instants or converted to milliseconds or seconds
+    /// (libcurl, NIO timers, MQTT's 32-bit intervals), so none may come near the 64-bit limits.
+    private static let hour: Duration = .seconds(3600)
+    private static let day: Duration = .seconds(86_400)
+    private static let month: Duration = .seconds(30 * 86_400)
 
     /// Keys outside any listener, in the order of the reference file.
     static let global: [KeySpecification] = [
@@ -10,9 +15,11 @@ enum KnownKeys {
         KeySpecification("node.data_dir", .directory),
         KeySpecification("node.cache_dir", .directory),
         KeySpecification("node.run_dir", .directory),
-        KeySpecification("node.shutdown_timeout", .duration(minimum: .zero), default: .duration(.seconds(15))),
         KeySpecification(
-            "node.fetch_refresh_floor", .duration(minimum: .seconds(1)), default: .duration(.seconds(60))),
+            "node.shutdown_timeout", .duration(minimum: .zero, maximum: hour), default: .duration(.seconds(15))),
+        KeySpecification(
+            "node.fetch_refresh_floor", .duration(minimum: .seconds(1), maximum: day),
+            default: .duration(.seconds(60))),
         KeySpecification(
             "node.metrics_listener", .addressOrOff,
             default: .address(ListenAddress(host: "127.0.0.1", port: 9469))),
@@ -30,20 +37,35 @@ enum KnownKeys {
         KeySpecification("mqtt.max_inflight", .integer(1...65535), default: .integer(32)),
         KeySpecification("mqtt.max_queued_messages", .integer(0...10_000_000), default: .integer(1000)),
         KeySpecification("mqtt.retain_available", .boolean, default: .boolean(true)),
+        // MQTT 5 carries the interval in 32 bits of seconds; 4294967295s means "never expires".
         KeySpecification(
-            "mqtt.max_session_expiry_interval", .duration(minimum: .zero), default: .duration(.seconds(7200))),
+            "mqtt.max_session_expiry_interval", .duration(minimum: .zero, maximum: .seconds(Int64(UInt32.max))),
+            default: .duration(.seconds(7200))),
         KeySpecification("mqtt.max_topic_alias", .integer(0...65535), default: .integer(65535)),
         KeySpecification("mqtt.shared_subscription", .boolean, default: .boolean(true)),
-        KeySpecification("crl_cache_http_timeout", .duration(minimum: positive), default: .duration(.seconds(15))),
         KeySpecification(
-            "crl_cache_refresh_interval", .duration(minimum: .seconds(1)), default: .duration(.seconds(900))),
-        KeySpecification("crl_cache_max_size", .size(1...Int.max), default: .integer(64 << 20)),
+            "crl_cache_http_timeout", .duration(minimum: positive, maximum: hour), default: .duration(.seconds(15))),
+        KeySpecification(
+            "crl_cache_refresh_interval", .duration(minimum: .seconds(1), maximum: month),
+            default: .duration(.seconds(900))),
+        // A 1M-entry CRL is about 23 MB; the fetcher reads at most one byte more than this to detect an
+        // oversized file, so the bound also keeps that arithmetic far from Int.max.
+        KeySpecification("crl_cache_max_size", .size(1...(1 << 30)), default: .integer(64 << 20)),
         KeySpecification("crl_cache_https_cacertfile", .file),
     ]
 
-    /// Subkeys of `listener.<kind>.<name>.`, in the order of the reference file.
+    /// Subkeys of `listener.<kind>.<name>.`, in the order of the reference file. `access.<N>` rules are matched
+    /// separately (`isAccessRuleSubkey`).
     static let listenerSubkeys: [KeySpecification] = [
         KeySpecification("allow_anonymous", .boolean),
+        KeySpecification("max_connections", .integer(1...10_000_000)),
+        KeySpecification("max_conn_rate", .integer(1...1_000_000)),
+        KeySpecification("backlog", .integer(1...65535), default: .integer(1024)),
+        KeySpecification("nodelay", .boolean, default: .boolean(true)),
+        KeySpecification("reuseaddr", .boolean, default: .boolean(true)),
+        KeySpecification("proxy_protocol", .boolean, default: .boolean(false)),
+        KeySpecification(
+            "proxy_protocol_timeout", .duration(minimum: positive, maximum: hour), default: .duration(.seconds(3))),
         KeySpecification("keyfile", .file, listenerKinds: [.ssl]),
         KeySpecification("certfile", .file, listenerKinds: [.ssl]),
         KeySpecification("cacertfile", .file, listenerKinds: [.ssl]),
@@ -51,13 +73,17 @@ enum KnownKeys {
             "verify", .choice([TLSSettings.Verify.verifyPeer.rawValue, TLSSettings.Verify.verifyNone.rawValue]),
             default: .string(TLSSettings.Verify.verifyNone.rawValue), listenerKinds: [.ssl]),
         KeySpecification("fail_if_no_peer_cert", .boolean, default: .boolean(false), listenerKinds: [.ssl]),
+        KeySpecification("depth", .integer(0...100), default: .integer(10), listenerKinds: [.ssl]),
         KeySpecification(
             "tls_versions", .tlsVersions,
             default: .list([TLSSettings.Version.tlsv1_3.rawValue, TLSSettings.Version.tlsv1_2.rawValue]),
             listenerKinds: [.ssl]),
         KeySpecification("ciphers", .list, default: .list([]), listenerKinds: [.ssl]),
+        KeySpecification("honor_cipher_order", .boolean, default: .boolean(true), listenerKinds: [.ssl]),
+        KeySpecification("reuse_sessions", .boolean, default: .boolean(true), listenerKinds: [.ssl]),
+        KeySpecification("secure_renegotiate", .boolean, default: .boolean(true), listenerKinds: [.ssl]),
         KeySpecification(
-            "handshake_timeout", .duration(minimum: positive), default: .duration(.seconds(15)),
+            "handshake_timeout", .duration(minimum: positive, maximum: hour), default: .duration(.seconds(15)),
             listenerKinds: [.ssl]),
         KeySpecification("peer_cert_as_username", .choice(peerCertFields), listenerKinds: [.ssl]),
         KeySpecification("peer_cert_as_clientid", .choice(peerCertFields), listenerKinds: [.ssl]),
@@ -73,25 +99,38 @@ enum KnownKeys {
             .choice([TLSSettings.CRLFailPolicy.closed.rawValue, TLSSettings.CRLFailPolicy.grace.rawValue]),
             default: .string(TLSSettings.CRLFailPolicy.closed.rawValue), listenerKinds: [.ssl]),
         KeySpecification(
-            "crl_stale_grace", .duration(minimum: .zero), default: .duration(.seconds(3600)), listenerKinds: [.ssl]),
+            "crl_stale_grace", .duration(minimum: .zero, maximum: month), default: .duration(.seconds(3600)),
+            listenerKinds: [.ssl]),
         KeySpecification("disconnect_revoked", .boolean, default: .boolean(true), listenerKinds: [.ssl]),
         KeySpecification("enable_ocsp_stapling", .boolean, default: .boolean(false), listenerKinds: [.ssl]),
         KeySpecification("ocsp_responder_url", .url, listenerKinds: [.ssl]),
         KeySpecification("ocsp_issuer_pem", .file, listenerKinds: [.ssl]),
         KeySpecification(
-            "ocsp_refresh_interval", .duration(minimum: .seconds(1)), default: .duration(.seconds(300)),
-            listenerKinds: [.ssl]),
+            "ocsp_refresh_interval", .duration(minimum: .seconds(1), maximum: month),
+            default: .duration(.seconds(300)), listenerKinds: [.ssl]),
         KeySpecification(
-            "ocsp_refresh_http_timeout", .duration(minimum: positive), default: .duration(.seconds(15)),
-            listenerKinds: [.ssl]),
+            "ocsp_refresh_http_timeout", .duration(minimum: positive, maximum: hour),
+            default: .duration(.seconds(15)), listenerKinds: [.ssl]),
     ]
 
-    /// EMQX listener subkeys accepted for compatibility without effect; `access.<N>` is matched separately.
-    static let ignoredListenerSubkeys: [String] = [
-        "acceptors", "max_connections", "max_conn_rate", "zone", "backlog", "nodelay", "reuseaddr",
-        "send_timeout", "send_timeout_close", "active_n", "rate_limit", "proxy_protocol",
-        "proxy_protocol_timeout", "depth", "dhfile", "secure_renegotiate", "reuse_sessions", "honor_cipher_order",
+    /// EMQX listener subkeys that Gatehouse refuses, each with the reason the error gives.
+    static let refusedListenerSubkeys: [(subkey: String, reason: String)] = [
+        ("acceptors", erlangTuning),
+        ("zone", "not supported: Gatehouse has no zones; set the MQTT limits with the mqtt.* keys"),
+        ("active_n", erlangTuning),
+        ("rate_limit", backPressure),
+        ("send_timeout", backPressure),
+        ("send_timeout_close", backPressure),
+        ("dhfile", "not supported: only ECDHE key exchange is offered, so Diffie-Hellman parameters are never used"),
     ]
+
+    private static let erlangTuning =
+        "not supported: Erlang VM tuning with no equivalent here (each worker accepts on its own event loop)"
+    private static let backPressure =
+        "not supported yet: byte-rate limits and send timeouts come with back-pressure (issue #15)"
+
+    /// Highest `N` of `access.<N>`.
+    static let maximumAccessRuleNumber = 1_000_000
 
     private static let peerCertFields = [TLSSettings.PeerCertField.cn.rawValue, TLSSettings.PeerCertField.dn.rawValue]
 
@@ -101,13 +140,9 @@ enum KnownKeys {
     static let listenerSubkeysByName: [String: KeySpecification] = Dictionary(
         uniqueKeysWithValues: listenerSubkeys.map { ($0.name, $0) })
 
-    /// Whether `subkey` is an EMQX listener key that Gatehouse accepts and ignores.
-    static func isIgnoredListenerSubkey(_ subkey: String) -> Bool {
-        if ignoredListenerSubkeys.contains(subkey) {
-            return true
-        }
-        let parts = subkey.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 2 && parts[0] == "access" && !parts[1].isEmpty && parts[1].allSatisfy(\.isASCIIDigit)
+    /// The reason `subkey` is refused, or `nil` when it is not one of `refusedListenerSubkeys`.
+    static func refusal(of subkey: String) -> String? {
+        refusedListenerSubkeys.first { $0.subkey == subkey }?.reason
     }
 
     /// The subkeys a listener of `kind` accepts and acts on.

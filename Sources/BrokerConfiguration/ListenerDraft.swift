@@ -12,7 +12,10 @@ struct ListenerDraft {
     var subkeyLines: [String: Int] = [:]
     /// The subkeys whose values parsed.
     var values: [String: ConfigurationValue] = [:]
-    /// Full key and line of every subkey line (known or ignored), for reporting a missing definition.
+    /// The `access.<N>` rules that parsed, and the line of each `N` (to report a second rule with the same `N`).
+    var accessRules: [AccessRule] = []
+    var accessRuleLines: [Int: Int] = [:]
+    /// Full key and line of every subkey line, for reporting a missing definition.
     var memberLines: [(key: String, line: Int)] = []
 
     init(id: ListenerID, firstLine: Int) {

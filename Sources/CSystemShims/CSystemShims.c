@@ -28,3 +28,7 @@ int CSystemShims_posix_spawn_setsid_flag(void) {
 int CSystemShims_set_thread_nice(int nice) {
     return setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice);
 }
+
+int CSystemShims_posix_spawn_close_from(posix_spawn_file_actions_t *actions, int from) {
+    return posix_spawn_file_actions_addclosefrom_np(actions, from);
+}

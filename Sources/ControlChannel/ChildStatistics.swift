@@ -121,6 +121,9 @@ public struct ChildStatistics: Codable, Sendable, Equatable {
     public var messagesReceived = 0
     public var messagesSent = 0
     public var messagesDropped = 0
+    /// Connections closed at accept, before any TLS or MQTT work, by listener (`tcp:external`) and reason
+    /// (`access_denied`, `max_connections`, `max_conn_rate`, `proxy_header_invalid`, `proxy_header_timeout`).
+    public var connectionsRefused: [String: [String: Int]] = [:]
     public var listeners: [Listener] = []
     /// Fetcher: fetches that published something new, that found nothing new, that failed.
     public var fetchPublished = 0
@@ -134,6 +137,7 @@ public struct ChildStatistics: Codable, Sendable, Equatable {
         case messagesReceived = "messages_received"
         case messagesSent = "messages_sent"
         case messagesDropped = "messages_dropped"
+        case connectionsRefused = "connections_refused"
         case fetchPublished = "fetch_published"
         case fetchNotModified = "fetch_not_modified"
         case fetchFailed = "fetch_failed"

@@ -97,12 +97,18 @@ struct StatusCommand: ParsableCommand {
                         + "\(listener.revokedEntries) revoked, refused: \(refused.isEmpty ? "none" : refused.joined(separator: " "))"
                         + (listener.revokedDisconnected > 0 ? ", disconnected revoked: \(listener.revokedDisconnected)" : "")
                 }
+                let refusedAtAccept = statistics.connectionsRefused.sorted { $0.key < $1.key }.map { listener, reasons in
+                    "\(listener) " + reasons.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+                        .joined(separator: " ")
+                }
                 table.append([
                     "\(process.slot)", "\(statistics.connections)", "\(statistics.messagesReceived)",
-                    "\(statistics.messagesSent)", tls.isEmpty ? "-" : tls.joined(separator: "; "),
+                    "\(statistics.messagesSent)", refusedAtAccept.isEmpty ? "-" : refusedAtAccept.joined(separator: "; "),
+                    tls.isEmpty ? "-" : tls.joined(separator: "; "),
                 ])
             }
-            Self.printTable(header: ["WORKER", "CONNECTIONS", "MSGS IN", "MSGS OUT", "TLS"], rows: table)
+            Self.printTable(
+                header: ["WORKER", "CONNECTIONS", "MSGS IN", "MSGS OUT", "REFUSED AT ACCEPT", "TLS"], rows: table)
             printInForce(reporting)
         }
         if !report.stapling.isEmpty {

@@ -32,9 +32,6 @@ struct StartCommand: ParsableCommand {
         }
         let loaded = try options.load()
         let configuration = loaded.configuration
-        for ignored in configuration.ignoredKeys {
-            Console.error("gatehouse: \(path):\(ignored.line): \(ignored.key): accepted for EMQX compatibility, no effect")
-        }
 
         if foreground || daemonized {
             let logger = LoggingSetup.bootstrap(configuration.log, role: "supervisor", slot: nil, daemonized: daemonized)

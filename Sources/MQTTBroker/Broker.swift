@@ -492,6 +492,11 @@ public final class Broker {
         statistics.messagesSent += count
     }
 
+    /// Deliveries dropped because they could not go to their client (too large for it, or for MQTT).
+    func countDropped(_ count: Int) {
+        statistics.messagesDropped += count
+    }
+
     func connectionOpened() { statistics.connections += 1 }
     func connectionClosed() { statistics.connections -= 1 }
 }

@@ -15,6 +15,13 @@ extension ConnectionController {
             refuse(.badAuthenticationMethod, "enhanced authentication is not supported")
             return
         }
+        if let missing = certificateIdentity?.missing, !missing.isEmpty {
+            logger.warning(
+                "connection refused: the client certificate lacks the identity field",
+                metadata: ["mqtt.missing": "\(missing.joined(separator: "; "))"])
+            refuse(.notAuthorized, "certificate field missing", logged: true)
+            return
+        }
         let certificateUsername = certificateIdentity?.username
         let verdict = broker.access.authenticate(
             username: connect.username, password: connect.password,
@@ -128,11 +135,13 @@ extension ConnectionController {
         }
     }
 
-    /// CONNACK with a failure, then close (§3.2.2.2).
-    private func refuse(_ reason: ReasonCode, _ message: String) {
-        logger.info(
-            "connection refused",
-            metadata: ["tls.peer": "\(peerDescription)", "mqtt.reason": "\(reason)", "error": "\(message)"])
+    /// CONNACK with a failure, then close (§3.2.2.2). `logged`: the caller already logged why.
+    private func refuse(_ reason: ReasonCode, _ message: String, logged: Bool = false) {
+        if !logged {
+            logger.info(
+                "connection refused",
+                metadata: ["tls.peer": "\(peerDescription)", "mqtt.reason": "\(reason)", "error": "\(message)"])
+        }
         // The encoder maps MQTT 5 reason codes to 3.x return codes (0x86 → 4, 0x87 → 5, …).
         connection.send(.connack(ConnAckPacket(sessionPresent: false, reasonCode: reason)))
         closeConnection(publishWill: false)

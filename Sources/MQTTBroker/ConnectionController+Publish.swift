@@ -98,7 +98,10 @@ extension ConnectionController {
         }
     }
 
-    /// The PUBLISH for one delivery, or nil when it would exceed the client's Maximum Packet Size.
+    /// The PUBLISH for one delivery, or nil (dropped and counted) when it cannot go to this client: larger than
+    /// its Maximum Packet Size, or larger than MQTT can encode at all. A message accepted at the size limit grows
+    /// on its way out (a topic alias resolved to its topic, subscription identifiers, a new outbound alias), so
+    /// this is checked per delivery; encoding it anyway would trap and take the worker down.
     private func makePublish(
         _ delivery: OutboundFlow.Delivery, packetIdentifier: UInt16?, dup: Bool, now: MonotonicInstant
     ) -> PublishPacket? {
@@ -106,6 +109,8 @@ extension ConnectionController {
         var packet = PublishPacket(
             topic: message.topic, payload: message.payload, qos: delivery.qos, retain: delivery.retain, dup: dup,
             packetIdentifier: packetIdentifier)
+        // An alias is recorded only once the packet that establishes it is actually sent.
+        var newAlias: UInt16?
         if protocolVersion == .v5 {
             var properties = message.properties
             if let remaining = message.remainingExpiry(at: now) {
@@ -120,21 +125,32 @@ extension ConnectionController {
                     packet.topic = ""
                 } else if outboundTopicAliases.count < Int(clientTopicAliasMaximum) {
                     let alias = UInt16(outboundTopicAliases.count + 1)
-                    outboundTopicAliases[message.topic] = alias
+                    newAlias = alias
                     properties.topicAlias = alias
                 }
             }
             packet.properties = properties
-            if clientMaximumPacketSize < Int(UInt32.max),
-                MQTTEncoder.encodedSize(packet, version: protocolVersion) > clientMaximumPacketSize
-            {
-                logger.debug(
-                    "message larger than the client's maximum packet size, dropped",
-                    metadata: ["mqtt.topic": "\(message.topic)"])
-                return nil
-            }
+        }
+        guard let size = MQTTEncoder.checkedEncodedSize(packet, version: protocolVersion) else {
+            logger.warning(
+                "message too large for MQTT once prepared for this client, dropped",
+                metadata: [
+                    "mqtt.topic": "\(message.topic)", "mqtt.payload_bytes": "\(message.payload.readableBytes)",
+                    "mqtt.subscription_identifiers": "\(delivery.subscriptionIdentifiers.count)",
+                ])
+            broker.countDropped(1)
+            return nil
+        }
+        if size > clientMaximumPacketSize {
+            logger.debug(
+                "message larger than the client's maximum packet size, dropped",
+                metadata: ["mqtt.topic": "\(message.topic)"])
+            broker.countDropped(1)
+            return nil
+        }
+        if let newAlias {
+            outboundTopicAliases[message.topic] = newAlias
         }
         return packet
     }
 }
-

@@ -25,10 +25,15 @@ public final class ConnectionController {
     public struct CertificateIdentity: Sendable, Equatable {
         public var username: String?
         public var clientID: String?
+        /// The configured certificate fields the client did not present (`peer_cert_as_username = cn (the
+        /// certificate has no CN)`): CONNECT is refused rather than falling back to its own username or client
+        /// id, which would let a client claim another's identity.
+        public var missing: [String]
 
-        public init(username: String?, clientID: String?) {
+        public init(username: String?, clientID: String?, missing: [String] = []) {
             self.username = username
             self.clientID = clientID
+            self.missing = missing
         }
     }
 

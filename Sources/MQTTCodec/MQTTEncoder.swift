@@ -5,7 +5,8 @@ import NIOCore
 /// The caller chooses the version: 3.x encodings drop properties and MQTT 5-only reason codes (CONNACK and SUBACK
 /// codes are mapped onto 3.x return codes). CONNECT is always encoded at its own `protocolVersion`. AUTH has no 3.x
 /// form and is a programming error there, as are strings over 65,535 bytes and packets over 268,435,455 bytes of
-/// remaining length: the encoder traps on them (`precondition`).
+/// remaining length: the encoder traps on them (`precondition`). A PUBLISH built from others' input is checked
+/// with `checkedEncodedSize` first.
 public enum MQTTEncoder {
     /// Appends `packet` encoded for `version` to `buffer`.
     public static func encode(_ packet: MQTTPacket, version: MQTTProtocolVersion, into buffer: inout ByteBuffer) {
@@ -114,6 +115,27 @@ public enum MQTTEncoder {
         case .disconnect(let disconnect): remainingLength = disconnect.remainingLength(version: version)
         case .auth(let auth): remainingLength = auth.remainingLength()
         }
+        return 1 + mqttVariableByteIntegerSize(remainingLength) + remainingLength
+    }
+
+    /// Bytes of a PUBLISH encoded for `version`, fixed header and payload included, or `nil` when it cannot be
+    /// encoded at all: a remaining length above 268,435,455, a topic or property string above 65,535 bytes, or
+    /// a subscription identifier outside 1...268,435,455 (`encode` would trap on it). A broker checks this
+    /// before sending a message that grew on its way (a resolved topic alias, subscription identifiers).
+    public static func checkedEncodedSize(_ publish: PublishPacket, version: MQTTProtocolVersion) -> Int? {
+        guard publish.topic.utf8.count <= Int(UInt16.max) else { return nil }
+        let propertiesLength: Int
+        if version == .v5 {
+            guard publish.properties.isEncodable else { return nil }
+            propertiesLength = publish.properties.encodedLength
+            guard propertiesLength <= mqttMaximumVariableByteInteger else { return nil }
+        } else {
+            propertiesLength = 0
+        }
+        let (remainingLength, overflow) = publish.remainingLengthWithoutPayload(
+            version: version, propertiesLength: propertiesLength
+        ).addingReportingOverflow(publish.payload.readableBytes)
+        guard !overflow, remainingLength <= mqttMaximumVariableByteInteger else { return nil }
         return 1 + mqttVariableByteIntegerSize(remainingLength) + remainingLength
     }
 

@@ -259,6 +259,24 @@ extension MQTTProperties {
         return length
     }
 
+    /// Whether `write` can encode every property: strings and binary data up to 65,535 bytes, subscription
+    /// identifiers 1...268,435,455.
+    var isEncodable: Bool {
+        guard let fields = storageFieldsIfAny else { return true }
+        let limit = Int(UInt16.max)
+        let strings = [
+            fields.contentType, fields.responseTopic, fields.assignedClientIdentifier, fields.authenticationMethod,
+            fields.responseInformation, fields.serverReference, fields.reasonString,
+        ]
+        guard strings.allSatisfy({ ($0?.utf8.count ?? 0) <= limit }),
+            (fields.correlationData?.readableBytes ?? 0) <= limit,
+            (fields.authenticationData?.readableBytes ?? 0) <= limit,
+            fields.userProperties.allSatisfy({ $0.name.utf8.count <= limit && $0.value.utf8.count <= limit }),
+            fields.subscriptionIdentifiers.allSatisfy({ (1...UInt32(mqttMaximumVariableByteInteger)).contains($0) })
+        else { return false }
+        return true
+    }
+
     /// Bytes of the property length plus the properties.
     @inline(__always)
     var encodedLengthWithPrefix: Int {

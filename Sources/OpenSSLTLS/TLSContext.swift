@@ -207,6 +207,10 @@ public final class TLSContext: @unchecked Sendable {
         _ = SSL_CTX_set_options(ctx, options)
         _ = COpenSSLShims_SSL_CTX_set_mode(ctx, Int(SSL_MODE_RELEASE_BUFFERS))
 
+        // Elliptic-curve key exchange only (TLS 1.3 would otherwise also offer the finite-field DH groups).
+        try openSSLCall("SSL_CTX_set1_groups_list", "cannot set the key exchange groups") {
+            COpenSSLShims_SSL_CTX_set1_groups_list(ctx, TLSContextConfiguration.keyExchangeGroups)
+        }
         let ciphers = configuration.cipherStrings
         try openSSLCall("SSL_CTX_set_cipher_list", "no usable TLS 1.2 cipher in \"\(ciphers.tls12)\"") {
             SSL_CTX_set_cipher_list(ctx, ciphers.tls12)

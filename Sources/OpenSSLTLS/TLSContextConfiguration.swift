@@ -131,6 +131,9 @@ public struct TLSContextConfiguration: Sendable {
         "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
     ].joined(separator: ":")
 
+    /// The key exchange groups offered (TLS 1.2 ECDHE and TLS 1.3): elliptic curves only, no finite-field DH.
+    public static let keyExchangeGroups = "X25519:P-256:P-384:P-521"
+
     /// `ciphers` split into the TLS 1.2 cipher string (`defaultTLS12Ciphers` when none is named) and the TLS 1.3
     /// ciphersuites string (nil: OpenSSL's defaults, all AEAD).
     var cipherStrings: (tls12: String, tls13: String?) {

@@ -48,6 +48,8 @@ public final class TLSServerHandler: ChannelDuplexHandler {
     private var state = State.idle
     private var connection: TLSConnection?
     private var peerAddress = "unknown"
+    /// The client address to log instead of the socket's peer (a PROXY protocol header named it).
+    private let proxiedPeerAddress: String?
     private var timeoutTask: Scheduled<Void>?
     /// Plaintext written before the handshake completed, and whether a flush was requested for it.
     private var bufferedWrites: [(data: ByteBuffer, promise: EventLoopPromise<Void>?)] = []
@@ -71,6 +73,7 @@ public final class TLSServerHandler: ChannelDuplexHandler {
     ///   - bufferLimit: the backpressure threshold in bytes, per direction (default 1 MiB).
     ///   - onMissingCRL: called with the CRL distribution points of a trusted-CA-issued client certificate
     ///     refused because its issuer's CRL is missing (on the event loop: hand it off, do not block).
+    ///   - peerAddress: the client address for `tls.peer` when it is not the socket's peer (PROXY protocol).
     public init(
         gate: TLSGate,
         listener: String,
@@ -79,8 +82,10 @@ public final class TLSServerHandler: ChannelDuplexHandler {
         handshakeTimeout: TimeAmount = .seconds(15),
         bufferLimit: Int = 1 << 20,
         onMissingCRL: (@Sendable ([String]) -> Void)? = nil,
-        onRevoked: (@Sendable (any Channel, TLSGate.Revocation) -> Void)? = nil
+        onRevoked: (@Sendable (any Channel, TLSGate.Revocation) -> Void)? = nil,
+        peerAddress: String? = nil
     ) {
+        self.proxiedPeerAddress = peerAddress
         self.onMissingCRL = onMissingCRL
         self.gate = gate
         self.onRevoked = onRevoked
@@ -162,7 +167,9 @@ public final class TLSServerHandler: ChannelDuplexHandler {
             return
         }
         state = .handshaking
-        if let address = context.channel.remoteAddress {
+        if let proxiedPeerAddress {
+            peerAddress = proxiedPeerAddress
+        } else if let address = context.channel.remoteAddress {
             peerAddress = Self.describe(address)
         }
         logger[metadataKey: "tls.peer"] = "\(peerAddress)"

@@ -5,8 +5,10 @@ import CSystemShims
 
 /// Starts child processes with posix_spawn (Foundation's `Process` can only pass stdio).
 ///
-/// Every descriptor the caller owns is expected to be close-on-exec; the ones named in `descriptors` are
-/// dup2'ed onto their target numbers, which clears close-on-exec for the child only.
+/// The ones named in `descriptors` are dup2'ed onto their target numbers, which clears close-on-exec for the
+/// child only; every other descriptor above stderr and those targets is closed in the child, close-on-exec or
+/// not: libraries open descriptors without it (SwiftNIO's epoll and accepted sockets), and a child holding an
+/// accepted connection would keep it open after the parent closed it.
 public enum ProcessSpawner {
     public struct Options: Sendable {
         /// The absolute path to execute.
@@ -41,6 +43,9 @@ public enum ProcessSpawner {
             let rc = posix_spawn_file_actions_adddup2(&actions, source, target)
             if rc != 0 { throw SystemError(call: "posix_spawn_file_actions_adddup2", errno: rc) }
         }
+        let firstToClose = (options.descriptors.map(\.target).max() ?? 2) + 1
+        let closeRC = CSystemShims_posix_spawn_close_from(&actions, max(3, firstToClose))
+        if closeRC != 0 { throw SystemError(call: "posix_spawn_file_actions_addclosefrom_np", errno: closeRC) }
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

@@ -1,61 +1,20 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import BrokerConfiguration
 import ControlChannel
-import Foundation
 import Prometheus
-import ProcessSupport
+import RevocationCache
 
-/// `node.metrics_listener`: a small HTTP endpoint in the supervisor's poll loop that answers `GET /metrics` in
-/// the Prometheus text format, aggregated over every worker and the fetcher (from the statistics they report
-/// each second) and over the cache metadata (seconds until each CRL's and staple's nextUpdate).
-///
-/// One request per connection, read with a short timeout, answered and closed: a scrape costs the supervisor
-/// well under a millisecond and a slow client at most the read timeout.
+/// The Prometheus text of `node.metrics_listener` (`GET /metrics`): aggregated over every worker and the fetcher
+/// (from the statistics they report each second) and over the cache metadata (seconds until each CRL's and
+/// staple's nextUpdate). Pure: `MetricsServer` renders it from the supervisor's latest `MetricsSnapshot`.
 enum MetricsEndpoint {
-    /// A listening TCP socket on `address` (non-blocking, close-on-exec).
-    static func listen(on address: ListenAddress) throws(SystemError) -> Int32 {
-        let fd = try TCPSocket.listening(host: address.host, port: address.port, backlog: 16)
-        do {
-            try FileDescriptor.setNonBlocking(fd)
-        } catch {
-            close(fd)
-            throw error
-        }
-        return fd
-    }
-
-    /// Accepts one waiting connection, reads the request (200 ms at most) and answers it.
-    static func serve(_ listener: Int32, render: () -> String) {
-        let client = Glibc.accept(listener, nil, nil)
-        guard client >= 0 else { return }
-        defer { close(client) }
-        try? FileDescriptor.setCloseOnExec(client)
-        var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
-        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var request: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while request.count < 16 * 1024 {
-            let count = chunk.withUnsafeMutableBytes { read(client, $0.baseAddress, $0.count) }
-            if count <= 0 { break }
-            request += chunk.prefix(count)
-            if request.count >= 4, request.suffix(4) == Array("\r\n\r\n".utf8) { break }
-        }
-        let line = String(decoding: request.prefix { $0 != 0x0d && $0 != 0x0a }, as: UTF8.self)
-        let parts = line.split(separator: " ")
-        let response: String
-        if parts.count >= 2, parts[0] == "GET", parts[1] == "/metrics" || parts[1] == "/" {
-            let body = render()
-            response = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-                + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n" + body
-        } else {
-            let body = "GET /metrics\n"
-            response = "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\n"
-                + "Connection: close\r\n\r\n" + body
-        }
-        try? FileDescriptor.writeAll(client, Array(response.utf8))
+    /// The exposition text for a snapshot: the process table from the supervisor, the revocation state read
+    /// from the cache directory now.
+    static func render(_ snapshot: MetricsSnapshot, now: Double) -> String {
+        var report = snapshot.report
+        let layout = CacheLayout(root: snapshot.configuration.node.cacheDirectory)
+        report.cache = RevocationStatus.cacheItems(layout: layout)
+        report.stapling = RevocationStatus.stapling(configuration: snapshot.configuration, layout: layout)
+        return render(report, now: now)
     }
 
     /// The exposition text for a status report (processes with their statistics, cache items, stapling).
@@ -76,7 +35,8 @@ enum MetricsEndpoint {
         registry.makeCounter(descriptor: descriptor("messages_sent", "total", "PUBLISH messages sent to clients"), labels: [])
             .increment(by: Int64(statistics.reduce(0) { $0 + $1.messagesSent }))
         registry.makeCounter(
-            descriptor: descriptor("messages_dropped", "total", "Messages dropped from full session queues"), labels: []
+            descriptor: descriptor(
+                "messages_dropped", "total", "Messages dropped: full session queues, deliveries too large for their client"), labels: []
         ).increment(by: Int64(statistics.reduce(0) { $0 + $1.messagesDropped }))
 
         var handshakes: [String: Int] = [:]
@@ -96,6 +56,21 @@ enum MetricsEndpoint {
                 reloads[listener.listener, default: 0] += max(0, listener.revocationGeneration - 1)
                 entries[listener.listener] = max(entries[listener.listener] ?? 0, listener.revokedEntries)
             }
+        }
+        var connectionRefusals: [[String]: Int] = [:]
+        for worker in statistics {
+            for (listener, reasons) in worker.connectionsRefused {
+                for (reason, count) in reasons {
+                    connectionRefusals[[listener, reason], default: 0] += count
+                }
+            }
+        }
+        let connectionsRefused = descriptor(
+            "connections_refused", "total",
+            "Connections closed at accept (access rules, limits, PROXY header), by listener and reason")
+        for (key, count) in connectionRefusals.sorted(by: { $0.key.joined() < $1.key.joined() }) {
+            registry.makeCounter(descriptor: connectionsRefused, labels: [("listener", key[0]), ("reason", key[1])])
+                .increment(by: Int64(count))
         }
         let refused = descriptor("tls_handshakes_refused", "total", "TLS handshakes refused, by listener and reason")
         for (key, count) in refusals.sorted(by: { $0.key.joined() < $1.key.joined() }) {

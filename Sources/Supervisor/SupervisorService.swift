@@ -12,7 +12,9 @@ import RevocationCache
 /// commands, deadlines) into `SupervisorStateMachine` events and carries out the actions it returns.
 ///
 /// Single-threaded by design (the nginx master model): signals arrive through a signalfd, so no code runs in a
-/// signal handler. Create it on the main thread before any other thread exists.
+/// signal handler. Create it on the main thread before any other thread exists (the signal mask it sets is
+/// inherited by the one thread it starts later: `MetricsServer`'s event loop, which serves scrapers from
+/// snapshots the loop publishes and never touches the loop's state, so no scraper can delay it).
 public final class SupervisorService {
     private var loaded: LoadedConfiguration
     private var machine: SupervisorStateMachine
@@ -23,8 +25,11 @@ public final class SupervisorService {
     private var controlListener: Int32 = -1
     private var pidFile: PidFile?
     private var links: [pid_t: ChildLink] = [:]
-    /// `node.metrics_listener`, or -1 when off (or its address could not be bound: logged, not fatal).
-    private var metricsListener: Int32 = -1
+    /// `node.metrics_listener` on its own thread; `nil` when off (or its address could not be bound: logged, not
+    /// fatal).
+    private var metricsServer: MetricsServer?
+    /// The process table or the children's statistics changed since the endpoint's last snapshot.
+    private var metricsSnapshotIsStale = true
     /// The last statistics each running child reported.
     private var childStatistics: [pid_t: ChildStatistics] = [:]
     private var controlClients: [Int32: ControlClient] = [:]
@@ -85,7 +90,8 @@ public final class SupervisorService {
             ])
         if let address = configuration.node.metricsListener {
             do {
-                metricsListener = try MetricsEndpoint.listen(on: address)
+                metricsServer = try MetricsServer(
+                    address: address, initial: metricsSnapshot(now: .now()), logger: logger)
                 logger.info("metrics endpoint listening", metadata: ["address": "\(address)", "path": "/metrics"])
             } catch {
                 logger.error("cannot open the metrics endpoint; running without it", metadata: [
@@ -99,7 +105,7 @@ public final class SupervisorService {
             pollOnce()
         }
         if controlListener >= 0 { close(controlListener) }
-        if metricsListener >= 0 { close(metricsListener) }
+        metricsServer?.shutdown()
         unlink(paths.controlSocket)
         pidFile?.remove()
         logger.info("supervisor exiting", metadata: ["code": "\(exitCode ?? 0)"])
@@ -112,7 +118,6 @@ public final class SupervisorService {
         var descriptors: [pollfd] = [
             pollfd(fd: signals.fileDescriptor, events: Int16(POLLIN), revents: 0),
             pollfd(fd: controlListener, events: Int16(POLLIN), revents: 0),
-            pollfd(fd: metricsListener, events: Int16(POLLIN), revents: 0),
         ]
         let linkList = Array(links.values)
         descriptors += linkList.map { pollfd(fd: $0.fileDescriptor, events: Int16(POLLIN), revents: 0) }
@@ -133,22 +138,21 @@ public final class SupervisorService {
         // A link or client closed meanwhile (a child reaped above) is skipped: its descriptor number may already
         // belong to something else. New control clients are accepted last, so that none of them can get a
         // number this iteration still knows under another owner.
-        for (index, link) in linkList.enumerated() where descriptors[3 + index].revents != 0 && !link.isClosed {
+        for (index, link) in linkList.enumerated() where descriptors[2 + index].revents != 0 && !link.isClosed {
             handleLink(link)
         }
-        let clientBase = 3 + linkList.count
+        let clientBase = 2 + linkList.count
         for (index, client) in clientList.enumerated()
         where descriptors[clientBase + index].revents != 0 && controlClients[client.fileDescriptor] === client {
             handleControlClient(client)
         }
-        if metricsListener >= 0, descriptors[2].revents != 0 {
-            MetricsEndpoint.serve(metricsListener) {
-                MetricsEndpoint.render(statusReport(now: .now()), now: WallClock.seconds)
-            }
-        }
         if descriptors[1].revents != 0 { acceptControlClients() }
         expireControlClients()
         perform(machine.tick(now: .now()))
+        if metricsSnapshotIsStale, let metricsServer {
+            metricsSnapshotIsStale = false
+            metricsServer.publish(metricsSnapshot(now: .now()))
+        }
     }
 
     private func handleSignals() {
@@ -169,6 +173,7 @@ public final class SupervisorService {
     }
 
     private func reapChildren() {
+        metricsSnapshotIsStale = true
         while true {
             var status: Int32 = 0
             let pid = waitpid(-1, &status, WNOHANG)
@@ -200,6 +205,7 @@ public final class SupervisorService {
     }
 
     private func handleLink(_ link: ChildLink) {
+        metricsSnapshotIsStale = true
         let received = link.receive()
         if link.isClosed {
             // EOF (the child exited): the link goes now, even with messages read before the EOF, so that its
@@ -234,6 +240,7 @@ public final class SupervisorService {
     // MARK: Actions
 
     private func perform(_ actions: [SupervisorStateMachine.Action]) {
+        if !actions.isEmpty { metricsSnapshotIsStale = true }
         for action in actions {
             switch action {
             case .spawn(let slot):
@@ -303,6 +310,7 @@ public final class SupervisorService {
 
     /// Re-reads the configuration file. Returns nil on success, or the errors (the running config stays).
     private func reload() -> String? {
+        metricsSnapshotIsStale = true
         let fresh: LoadedConfiguration
         do {
             fresh = try LoadedConfiguration.load(path: loaded.path)
@@ -459,6 +467,20 @@ public final class SupervisorService {
     }
 
     private func statusReport(now: MonotonicInstant) -> StatusReport {
+        var report = processReport(now: now)
+        let layout = CacheLayout(root: loaded.configuration.node.cacheDirectory)
+        report.cache = RevocationStatus.cacheItems(layout: layout)
+        report.stapling = RevocationStatus.stapling(configuration: loaded.configuration, layout: layout)
+        return report
+    }
+
+    /// What the metrics endpoint renders from, without touching the disk (it reads the cache itself).
+    private func metricsSnapshot(now: MonotonicInstant) -> MetricsSnapshot {
+        MetricsSnapshot(report: processReport(now: now), configuration: loaded.configuration)
+    }
+
+    /// The status report without the cache directory's part: processes, their state and statistics.
+    private func processReport(now: MonotonicInstant) -> StatusReport {
         var processes: [StatusReport.Process] = [
             .init(
                 role: ProcessRole.supervisor.rawValue, slot: 0, pid: getpid(), state: "running",
@@ -492,11 +514,9 @@ public final class SupervisorService {
         for index in processes.indices where processes[index].pid != 0 {
             processes[index].statistics = childStatistics[processes[index].pid]
         }
-        let layout = CacheLayout(root: loaded.configuration.node.cacheDirectory)
         return StatusReport(
             supervisorPid: getpid(), config: loaded.path, workerProcesses: machine.workerCount, processes: processes,
-            cache: RevocationStatus.cacheItems(layout: layout),
-            stapling: RevocationStatus.stapling(configuration: loaded.configuration, layout: layout))
+            cache: [], stapling: [])
     }
 
     private func printToStandardError(_ text: String) {

@@ -18,6 +18,8 @@ final class MQTTServerHandler: ChannelInboundHandler, MQTTClientConnection {
     private let listener: String
     private let allowsAnonymous: Bool?
     private let tls: TLSSettings?
+    /// The client address when it is not the socket's peer (a PROXY protocol header named it).
+    private let proxiedPeerAddress: String?
     private let logger: Logger
     private var decoder: MQTTDecoder
     private var cumulation: ByteBuffer?
@@ -34,18 +36,23 @@ final class MQTTServerHandler: ChannelInboundHandler, MQTTClientConnection {
 
     /// - Parameter tls: set on TLS listeners: MQTT starts once the handshake completed, with the certificate's
     ///   identity when `peer_cert_as_username` / `peer_cert_as_clientid` ask for it.
-    init(broker: Broker, listener: String, allowsAnonymous: Bool?, tls: TLSSettings? = nil, logger: Logger) {
+    /// - Parameter peerAddress: the client address for logs when it is not the socket's peer (PROXY protocol).
+    init(
+        broker: Broker, listener: String, allowsAnonymous: Bool?, tls: TLSSettings? = nil,
+        peerAddress: String? = nil, logger: Logger
+    ) {
         self.broker = broker
         self.listener = listener
         self.allowsAnonymous = allowsAnonymous
         self.tls = tls
+        self.proxiedPeerAddress = peerAddress
         self.logger = logger
         self.decoder = MQTTDecoder(maximumPacketSize: broker.settings.maximumPacketSize)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        let address = context.channel.remoteAddress.map(Self.describe) ?? "unknown"
+        let address = proxiedPeerAddress ?? context.channel.remoteAddress.map(Self.describe) ?? "unknown"
         peerDescription = "\(listener) \(address)"
         var connectionLogger = logger
         connectionLogger[metadataKey: "tls.peer"] = "\(address)"
@@ -64,19 +71,8 @@ final class MQTTServerHandler: ChannelInboundHandler, MQTTClientConnection {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let completed = event as? TLSHandshakeCompleted, let tls, let controller {
             peerCertificate = completed.peer
-            if let peer = completed.peer {
-                func field(_ choice: TLSSettings.PeerCertField?) -> String? {
-                    switch choice {
-                    case .cn: peer.commonName
-                    case .dn: peer.subjectDN
-                    case nil: nil
-                    }
-                }
-                let identity = ConnectionController.CertificateIdentity(
-                    username: field(tls.peerCertAsUsername), clientID: field(tls.peerCertAsClientID))
-                if identity.username != nil || identity.clientID != nil {
-                    controller.setCertificateIdentity(identity)
-                }
+            if let identity = Self.certificateIdentity(of: completed.peer, settings: tls) {
+                controller.setCertificateIdentity(identity)
             }
             controller.start()
         }
@@ -142,6 +138,30 @@ final class MQTTServerHandler: ChannelInboundHandler, MQTTClientConnection {
     func disconnect(reason: ReasonCode) {
         controller?.disconnect(reason: reason, publishWill: false)
         broker.flushPending()
+    }
+
+    /// The identity `peer_cert_as_username` / `peer_cert_as_clientid` take from the client certificate, with the
+    /// configured fields it lacks (no certificate, or no CN) listed as missing; `nil` when neither is configured.
+    static func certificateIdentity(
+        of peer: PeerCertificate?, settings: TLSSettings
+    ) -> ConnectionController.CertificateIdentity? {
+        guard settings.peerCertAsUsername != nil || settings.peerCertAsClientID != nil else { return nil }
+        var missing: [String] = []
+        func field(_ choice: TLSSettings.PeerCertField?, key: String) -> String? {
+            guard let choice else { return nil }
+            let value: String?
+            switch choice {
+            case .cn: value = peer?.commonName
+            case .dn: value = peer?.subjectDN
+            }
+            if let value, !value.isEmpty { return value }
+            let why = peer == nil ? "no client certificate" : "the certificate has no \(choice.rawValue.uppercased())"
+            missing.append("\(key) = \(choice.rawValue) (\(why))")
+            return nil
+        }
+        let username = field(settings.peerCertAsUsername, key: "peer_cert_as_username")
+        let clientID = field(settings.peerCertAsClientID, key: "peer_cert_as_clientid")
+        return ConnectionController.CertificateIdentity(username: username, clientID: clientID, missing: missing)
     }
 
     /// `127.0.0.1:53211` / `[::1]:53211`.

@@ -331,6 +331,9 @@ final class TLSListener: Sendable {
             crlCheckDepth: settings.crlCheckDepth == .chain ? .chain : .leaf,
             crls: crls,
             ocspResponseDER: staple?.derBytes)
+        configuration.verifyDepth = settings.verifyDepth
+        configuration.reuseSessions = settings.reuseSessions
+        configuration.honorCipherOrder = settings.honorCipherOrder
         configuration.ocspNextUpdate = staple?.staplingExpiry
         configuration.crlStaleGrace = settings.crlFailPolicy == .grace ? settings.crlStaleGrace : nil
         configuration.requiresStaple = identity.certificate.isMustStaple

@@ -155,9 +155,14 @@ public final class WorkerService: Sendable {
         }
 
         var servers: [any Channel] = []
+        var admissions: [ConnectionAdmission] = []
         for listener in configuration.listeners {
             do {
-                let server = try bind(listener, broker: broker, tls: tlsListeners[listener.identifier])
+                let admission = try ConnectionAdmission(
+                    listener: listener, runDirectory: configuration.node.runDirectory)
+                admissions.append(admission)
+                let server = try bind(
+                    listener, broker: broker, tls: tlsListeners[listener.identifier], admission: admission)
                 servers.append(server)
                 logger.info(
                     "listening",
@@ -174,7 +179,8 @@ public final class WorkerService: Sendable {
             state.servers = servers
             return state.isQuitting
         }
-        reportStatistics(every: .seconds(1), link: link, broker: broker, tls: Array(tlsListeners.values))
+        reportStatistics(
+            every: .seconds(1), link: link, broker: broker, tls: Array(tlsListeners.values), admissions: admissions)
         if alreadyQuitting {
             for server in servers { server.close(promise: nil) }
         } else {
@@ -193,7 +199,8 @@ public final class WorkerService: Sendable {
 
     /// Sends the supervisor this worker's counters now and then every `interval` (for `status` and the metrics).
     private func reportStatistics(
-        every interval: TimeAmount, link: any Channel, broker: NIOLoopBound<Broker>, tls: [TLSListener]
+        every interval: TimeAmount, link: any Channel, broker: NIOLoopBound<Broker>, tls: [TLSListener],
+        admissions: [ConnectionAdmission]
     ) {
         let connections = self.connections
         loop.scheduleRepeatedTask(initialDelay: .zero, delay: interval) { _ in
@@ -203,6 +210,10 @@ public final class WorkerService: Sendable {
             statistics.messagesReceived = counters.messagesReceived
             statistics.messagesSent = counters.messagesSent
             statistics.messagesDropped = counters.messagesDropped
+            for admission in admissions {
+                let refused = admission.refusalCounts
+                if !refused.isEmpty { statistics.connectionsRefused[admission.listener] = refused }
+            }
             statistics.listeners = tls.sorted { $0.listener.identifier < $1.listener.identifier }.map { listener in
                 let context = listener.currentContext
                 var figures = ChildStatistics.Listener(
@@ -263,17 +274,53 @@ public final class WorkerService: Sendable {
     }
 
     private func bind(
-        _ listener: ListenerConfiguration, broker: NIOLoopBound<Broker>, tls: TLSListener?
+        _ listener: ListenerConfiguration, broker: NIOLoopBound<Broker>, tls: TLSListener?,
+        admission: ConnectionAdmission
     ) throws -> any Channel {
         let connections = self.connections
         let logger = self.logger
         let identifier = listener.identifier
         let allowsAnonymous = listener.allowAnonymous
+        let accept = listener.accept
         let handshakeTimeout = TimeAmount.nanoseconds(
             Int64((listener.tls?.handshakeTimeout ?? .seconds(15)).millisecondsRoundedUp) * 1_000_000)
+        let proxyTimeout = TimeAmount.nanoseconds(Int64(accept.proxyProtocolTimeout.millisecondsRoundedUp) * 1_000_000)
+
+        /// Decides about the client at `peer` and, if it is served, adds TLS and MQTT to the pipeline.
+        @Sendable func serve(_ channel: any Channel, peer: SocketAddress?) throws -> Bool {
+            switch admission.admit(peer) {
+            case .refused(let refusal):
+                logger.debug(
+                    "connection refused",
+                    metadata: [
+                        "listener": "\(identifier)", "tls.peer": "\(peer.map(MQTTServerHandler.describe) ?? "unknown")",
+                        "reason": "\(refusal.rawValue)",
+                    ])
+                return false
+            case .admitted(let holdsPlace):
+                if holdsPlace {
+                    channel.closeFuture.whenComplete { _ in admission.release() }
+                }
+            }
+            let peerDescription = peer.map(MQTTServerHandler.describe)
+            if let tls {
+                try channel.pipeline.syncOperations.addHandler(
+                    TLSServerHandler(
+                        gate: tls.gate, listener: identifier, logger: logger,
+                        refusals: tls.refusals, handshakeTimeout: handshakeTimeout,
+                        onMissingCRL: tls.settings.enableCRLCheck ? tls.distributionPoints.report : nil,
+                        onRevoked: tls.onRevoked, peerAddress: peerDescription))
+            }
+            try channel.pipeline.syncOperations.addHandler(
+                MQTTServerHandler(
+                    broker: broker.value, listener: identifier, allowsAnonymous: allowsAnonymous,
+                    tls: tls?.settings, peerAddress: peerDescription, logger: logger))
+            return true
+        }
+
         return try ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.backlog, value: Int32(clamping: accept.backlog))
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: accept.reuseAddress ? 1 : 0)
             // NIO 2.101 has no name for SO_REUSEPORT; every worker binds the same address and the kernel balances.
             .serverChannelOption(.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: 1)
             // A failing accept (EMFILE: descriptors exhausted) is retried after a second, not at once forever.
@@ -283,22 +330,19 @@ public final class WorkerService: Sendable {
                         AcceptBackoffOnErrorHandler(listener: identifier, logger: logger))
                 }
             }
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: accept.noDelay ? 1 : 0)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     connections.add(channel)
-                    if let tls {
+                    if accept.proxyProtocol {
+                        // Access and limits wait for the address the header names.
                         try channel.pipeline.syncOperations.addHandler(
-                            TLSServerHandler(
-                                gate: tls.gate, listener: identifier, logger: logger,
-                                refusals: tls.refusals, handshakeTimeout: handshakeTimeout,
-                                onMissingCRL: tls.settings.enableCRLCheck ? tls.distributionPoints.report : nil,
-                                onRevoked: tls.onRevoked))
+                            ProxyProtocolHandler(
+                                timeout: proxyTimeout, admission: admission, logger: logger, onHeader: serve))
+                    } else if try !serve(channel, peer: channel.remoteAddress) {
+                        // Refused at accept: closed before any TLS or MQTT work.
+                        channel.close(promise: nil)
                     }
-                    try channel.pipeline.syncOperations.addHandler(
-                        MQTTServerHandler(
-                            broker: broker.value, listener: identifier, allowsAnonymous: allowsAnonymous,
-                            tls: tls?.settings, logger: logger))
                 }
             }
             .bind(host: listener.address.host, port: listener.address.port)

@@ -1,3 +1,4 @@
+import BrokerConfiguration
 import Logging
 import MQTTBroker
 import NIOCore
@@ -42,5 +43,29 @@ import Testing
         channel.embeddedEventLoop.run()
         #expect(weakHandler == nil, "the handler outlived its closed channel")
         #expect(broker.statistics.connections == 0)
+    }
+}
+
+/// What `peer_cert_as_username` / `peer_cert_as_clientid` make of a handshake without a client certificate.
+@Suite struct CertificateIdentityFromHandshakeTests {
+    private func settings(username: TLSSettings.PeerCertField?, clientID: TLSSettings.PeerCertField?) -> TLSSettings {
+        TLSSettings(
+            keyFile: "k", certFile: "c", caCertFile: "ca", verify: .verifyPeer, failIfNoPeerCert: false,
+            tlsVersions: [.tlsv1_3], ciphers: [], handshakeTimeout: .seconds(15), peerCertAsUsername: username,
+            peerCertAsClientID: clientID, enableCRLCheck: false, crlCacheURLs: [], crlFiles: [], crlCheckDepth: .leaf,
+            crlFailPolicy: .closed, crlStaleGrace: .seconds(3600), disconnectRevoked: true, enableOCSPStapling: false,
+            ocspResponderURL: nil, ocspIssuerPEM: nil, ocspRefreshInterval: .seconds(300),
+            ocspRefreshHTTPTimeout: .seconds(15))
+    }
+
+    @Test func noCertificateMakesEveryConfiguredFieldMissing() {
+        let identity = MQTTServerHandler.certificateIdentity(of: nil, settings: settings(username: .cn, clientID: .dn))
+        #expect(identity == .init(username: nil, clientID: nil, missing: [
+            "peer_cert_as_username = cn (no client certificate)", "peer_cert_as_clientid = dn (no client certificate)",
+        ]))
+    }
+
+    @Test func nothingConfiguredMeansNoIdentity() {
+        #expect(MQTTServerHandler.certificateIdentity(of: nil, settings: settings(username: nil, clientID: nil)) == nil)
     }
 }

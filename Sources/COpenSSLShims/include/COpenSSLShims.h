@@ -34,6 +34,8 @@ uint64_t COpenSSLShims_SSL_OP_NO_TICKET(void);
 /// `SSL_CTX_add1_chain_cert`: adds `certificate` (a new reference) to the chain of the current server certificate;
 /// 1 on success.
 int COpenSSLShims_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *certificate);
+/// `SSL_CTX_set1_groups_list`: the key exchange groups offered, e.g. "X25519:P-256"; 1 on success.
+int COpenSSLShims_SSL_CTX_set1_groups_list(SSL_CTX *ctx, const char *groups);
 /// `SSL_CTX_set_min_proto_version`: 1 on success.
 int COpenSSLShims_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version);
 /// `SSL_CTX_set_max_proto_version`: 1 on success.

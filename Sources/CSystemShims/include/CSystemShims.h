@@ -2,6 +2,7 @@
 #define GATEHOUSE_CSYSTEMSHIMS_H
 
 #include <signal.h>
+#include <spawn.h>
 #include <sys/signalfd.h>
 #include <sys/types.h>
 
@@ -17,5 +18,9 @@ int CSystemShims_set_thread_nice(int nice);
 
 /// POSIX_SPAWN_SETSID is a GNU extension the Glibc module does not export.
 int CSystemShims_posix_spawn_setsid_flag(void);
+
+/// posix_spawn_file_actions_addclosefrom_np (glibc 2.34): the child closes every descriptor >= from. A GNU
+/// extension the Glibc module does not export.
+int CSystemShims_posix_spawn_close_from(posix_spawn_file_actions_t *actions, int from);
 
 #endif
