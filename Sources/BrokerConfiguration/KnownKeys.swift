@@ -14,6 +14,9 @@ enum KnownKeys {
         KeySpecification(
             "node.fetch_refresh_floor", .duration(minimum: .seconds(1)), default: .duration(.seconds(60))),
         KeySpecification(
+            "node.fetch_redirects", .choice(FetchRedirects.allCases.map(\.rawValue)),
+            default: .string(FetchRedirects.sameHost.rawValue)),
+        KeySpecification(
             "node.metrics_listener", .addressOrOff,
             default: .address(ListenAddress(host: "127.0.0.1", port: 9469))),
         KeySpecification(
@@ -38,6 +41,8 @@ enum KnownKeys {
         KeySpecification(
             "crl_cache_refresh_interval", .duration(minimum: .seconds(1)), default: .duration(.seconds(900))),
         KeySpecification("crl_cache_max_size", .size(1...Int.max), default: .integer(64 << 20)),
+        KeySpecification(
+            "crl_cache_max_entries", .integer(1...100_000_000), default: .integer(CRLCacheSettings.defaultMaxEntries)),
         KeySpecification("crl_cache_https_cacertfile", .file),
     ]
 

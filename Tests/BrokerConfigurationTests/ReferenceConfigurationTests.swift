@@ -104,8 +104,10 @@ import Testing
     }
 
     @Test func knownKeyListsAreComplete() {
-        #expect(ConfigurationLoader.knownGlobalKeys.count == 24)
+        #expect(ConfigurationLoader.knownGlobalKeys.count == 26)
         #expect(ConfigurationLoader.knownGlobalKeys.contains("node.fetch_refresh_floor"))
+        #expect(ConfigurationLoader.knownGlobalKeys.contains("node.fetch_redirects"))
+        #expect(ConfigurationLoader.knownGlobalKeys.contains("crl_cache_max_entries"))
         #expect(ConfigurationLoader.knownListenerSubkeys(for: .tcp) == ["allow_anonymous"])
         #expect(ConfigurationLoader.knownListenerSubkeys(for: .ssl).count == 23)
         #expect(ConfigurationLoader.knownListenerSubkeys(for: .ssl).contains("verify"))
