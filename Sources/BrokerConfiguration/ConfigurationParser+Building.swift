@@ -13,7 +13,8 @@ extension ConfigurationParser {
             runDirectory: global.optionalString("node.run_dir") ?? dataDirectory + "/run",
             shutdownTimeout: global.duration("node.shutdown_timeout"),
             metricsListener: global.address("node.metrics_listener"),
-            fetchRefreshFloor: global.duration("node.fetch_refresh_floor"))
+            fetchRefreshFloor: global.duration("node.fetch_refresh_floor"),
+            fetchRedirects: global.choice("node.fetch_redirects"))
         let log = LogSettings(
             level: global.choice("log.level"),
             destination: global.choice("log.to"),
@@ -34,6 +35,7 @@ extension ConfigurationParser {
             httpTimeout: global.duration("crl_cache_http_timeout"),
             refreshInterval: global.duration("crl_cache_refresh_interval"),
             maxSize: global.integer("crl_cache_max_size"),
+            maxEntries: global.integer("crl_cache_max_entries"),
             httpsCACertFile: global.optionalString("crl_cache_https_cacertfile"))
         return GatehouseConfiguration(
             sourcePath: sourcePath, node: node, log: log, mqtt: mqtt, authentication: authentication,

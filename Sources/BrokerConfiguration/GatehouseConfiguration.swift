@@ -45,12 +45,17 @@ public struct NodeSettings: Sendable, Equatable {
     /// `node.fetch_refresh_floor` (new key); default 1m, minimum 1s. The fetcher never refreshes a CRL or an OCSP
     /// response that it fetched successfully sooner than this, whatever the intervals and nextUpdate say.
     public var fetchRefreshFloor: Duration
+    /// `node.fetch_redirects` (new key); default `same_host`. Which HTTP redirects the fetcher follows for CRLs
+    /// and OCSP responses.
+    public var fetchRedirects: FetchRedirects
 
     public init(
         workerProcesses: Int, dataDirectory: String, cacheDirectory: String, runDirectory: String,
-        shutdownTimeout: Duration, metricsListener: ListenAddress?, fetchRefreshFloor: Duration = .seconds(60)
+        shutdownTimeout: Duration, metricsListener: ListenAddress?, fetchRefreshFloor: Duration = .seconds(60),
+        fetchRedirects: FetchRedirects = .sameHost
     ) {
         self.fetchRefreshFloor = fetchRefreshFloor
+        self.fetchRedirects = fetchRedirects
         self.workerProcesses = workerProcesses
         self.dataDirectory = dataDirectory
         self.cacheDirectory = cacheDirectory
@@ -58,6 +63,16 @@ public struct NodeSettings: Sendable, Equatable {
         self.shutdownTimeout = shutdownTimeout
         self.metricsListener = metricsListener
     }
+}
+
+/// `node.fetch_redirects`: which redirects the fetcher follows.
+public enum FetchRedirects: String, Sendable, Equatable, CaseIterable {
+    /// None: a redirect is a failed fetch.
+    case none
+    /// To the same host name or address only (scheme, port and path may change).
+    case sameHost = "same_host"
+    /// Anywhere over http or https.
+    case any
 }
 
 /// `log.*` keys.
@@ -135,13 +150,22 @@ public struct CRLCacheSettings: Sendable, Equatable {
     public var refreshInterval: Duration
     /// `crl_cache_max_size` (new key); default 64MB.
     public var maxSize: Int
+    /// `crl_cache_max_entries` (new key); default 2,000,000. A CRL declaring more revoked entries is refused
+    /// before it is parsed.
+    public var maxEntries: Int
     /// `crl_cache_https_cacertfile` (new key): CA bundle for https CRL URLs; default: the system bundle.
     public var httpsCACertFile: String?
 
-    public init(httpTimeout: Duration, refreshInterval: Duration, maxSize: Int, httpsCACertFile: String?) {
+    public static let defaultMaxEntries = 2_000_000
+
+    public init(
+        httpTimeout: Duration, refreshInterval: Duration, maxSize: Int, maxEntries: Int = defaultMaxEntries,
+        httpsCACertFile: String?
+    ) {
         self.httpTimeout = httpTimeout
         self.refreshInterval = refreshInterval
         self.maxSize = maxSize
+        self.maxEntries = maxEntries
         self.httpsCACertFile = httpsCACertFile
     }
 }

@@ -21,6 +21,9 @@ enum KnownKeys {
             "node.fetch_refresh_floor", .duration(minimum: .seconds(1), maximum: day),
             default: .duration(.seconds(60))),
         KeySpecification(
+            "node.fetch_redirects", .choice(FetchRedirects.allCases.map(\.rawValue)),
+            default: .string(FetchRedirects.sameHost.rawValue)),
+        KeySpecification(
             "node.metrics_listener", .addressOrOff,
             default: .address(ListenAddress(host: "127.0.0.1", port: 9469))),
         KeySpecification(
@@ -51,6 +54,8 @@ enum KnownKeys {
         // A 1M-entry CRL is about 23 MB; the fetcher reads at most one byte more than this to detect an
         // oversized file, so the bound also keeps that arithmetic far from Int.max.
         KeySpecification("crl_cache_max_size", .size(1...(1 << 30)), default: .integer(64 << 20)),
+        KeySpecification(
+            "crl_cache_max_entries", .integer(1...100_000_000), default: .integer(CRLCacheSettings.defaultMaxEntries)),
         KeySpecification("crl_cache_https_cacertfile", .file),
     ]
 

@@ -142,7 +142,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
     /// OCSP stapling of one TLS listener.
     public struct Stapling: Codable, Sendable, Equatable {
         public var listener: String
-        /// `stapled`, `unstapled` or `off`.
+        /// `stapled`, `unstapled`, `withdrawn` (the responder says the certificate is revoked or unknown) or `off`.
         public var state: String
         /// Why, in words ("expired at …", "no OCSP URL", "no response yet: <last error>").
         public var detail: String

@@ -8,9 +8,10 @@ import Synchronization
 /// One libcurl easy handle: typed options in, `HTTPResponse` or `CurlError` out. Not Sendable: one transfer at a
 /// time, on the thread that owns it (the fetcher gives each worker thread its own).
 ///
-/// http and https only (redirects too), at most `maximumRedirects` of them, certificate verification on, no
-/// signals (`CURLOPT_NOSIGNAL`), the body limit enforced while downloading, proxies from the usual environment
-/// variables (libcurl's default).
+/// http and https only (redirects too), certificate verification on, no signals (`CURLOPT_NOSIGNAL`), the body
+/// limit enforced while downloading, proxies from the usual environment variables (libcurl's default).
+/// Redirects are followed here, one transfer per hop, so that each target is checked against the request's
+/// `RedirectPolicy` before anything is sent to it; at most `maximumRedirects`, all within the request's timeout.
 public final class CurlEasyHandle {
     private let handle: UnsafeMutableRawPointer
 
@@ -26,8 +27,51 @@ public final class CurlEasyHandle {
         curl_easy_cleanup(handle)
     }
 
-    /// Runs the request; blocking (call it off the event loops).
+    /// What one transfer (one hop) gave.
+    private enum Hop {
+        case final(HTTPResponse)
+        case redirect(status: Int, location: String)
+    }
+
+    /// Runs the request, following the redirects its policy allows; blocking (call it off the event loops).
     public func perform(_ request: HTTPRequest) throws(CurlError) -> HTTPResponse {
+        let deadline = ContinuousClock.now + request.timeout
+        var current = request
+        var redirects = 0
+        while true {
+            let remaining = deadline - ContinuousClock.now
+            guard remaining > .zero else {
+                throw CurlError(
+                    code: Int32(CURLE_OPERATION_TIMEDOUT.rawValue), status: nil, url: request.url,
+                    message: "timed out after \(redirects) redirects")
+            }
+            switch try transfer(current, timeout: remaining, originalURL: request.url) {
+            case .final(let response):
+                return response
+            case .redirect(let status, let location):
+                guard redirects < request.maximumRedirects else {
+                    throw CurlError(
+                        code: Int32(CURLE_TOO_MANY_REDIRECTS.rawValue), status: status, url: request.url,
+                        message: "more than \(request.maximumRedirects) redirects")
+                }
+                if let reason = request.redirectPolicy.refusal(from: current.url, to: location) {
+                    throw CurlError(
+                        code: 0, status: status, url: request.url,
+                        message: "redirect to \(location) refused: \(reason)", refusedRedirect: location)
+                }
+                redirects += 1
+                // As browsers and libcurl do: 303 turns any method into GET, 301 and 302 turn POST into GET.
+                if status == 303 || ((status == 301 || status == 302) && current.method != .get) {
+                    current.method = .get
+                }
+                current.url = location
+            }
+        }
+    }
+
+    private func transfer(
+        _ request: HTTPRequest, timeout: Duration, originalURL: String
+    ) throws(CurlError) -> Hop {
         curl_easy_reset(handle)
         let transfer = Transfer(limit: request.maximumBodySize)
         var headers: UnsafeMutablePointer<curl_slist>?
@@ -37,18 +81,16 @@ public final class CurlEasyHandle {
         func check(_ result: CURLcode, _ what: String) throws(CurlError) {
             guard result == CURLE_OK else {
                 throw CurlError(
-                    code: Int32(result.rawValue), status: nil, url: request.url,
+                    code: Int32(result.rawValue), status: nil, url: originalURL,
                     message: "cannot set \(what): \(String(cString: curl_easy_strerror(result)))")
             }
         }
 
-        let milliseconds = max(1, Int(request.timeout.components.seconds) * 1000
-            + Int(request.timeout.components.attoseconds / 1_000_000_000_000_000))
+        let milliseconds = max(1, Int(timeout.components.seconds) * 1000
+            + Int(timeout.components.attoseconds / 1_000_000_000_000_000))
         try check(CCurlShims_setopt_pointer(handle, CURLOPT_URL, request.url), "the URL")
         try check(CCurlShims_setopt_pointer(handle, CURLOPT_PROTOCOLS_STR, "http,https"), "protocols")
-        try check(CCurlShims_setopt_pointer(handle, CURLOPT_REDIR_PROTOCOLS_STR, "http,https"), "redirect protocols")
-        try check(CCurlShims_setopt_long(handle, CURLOPT_FOLLOWLOCATION, 1), "redirects")
-        try check(CCurlShims_setopt_long(handle, CURLOPT_MAXREDIRS, request.maximumRedirects), "the redirect limit")
+        try check(CCurlShims_setopt_long(handle, CURLOPT_FOLLOWLOCATION, 0), "redirects")
         try check(CCurlShims_setopt_long(handle, CURLOPT_NOSIGNAL, 1), "no signals")
         try check(CCurlShims_setopt_long(handle, CURLOPT_TIMEOUT_MS, milliseconds), "the timeout")
         try check(CCurlShims_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, milliseconds), "the connect timeout")
@@ -104,29 +146,32 @@ public final class CurlEasyHandle {
         }
         var status = 0
         _ = CCurlShims_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
-        var effective: UnsafePointer<CChar>?
-        _ = CCurlShims_getinfo_string(handle, CURLINFO_EFFECTIVE_URL, &effective)
-        let effectiveURL = effective.map { String(cString: $0) } ?? request.url
 
         guard result == CURLE_OK else {
             let detail = String(decoding: errorBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             let message: String
             if transfer.exceeded || result == CURLE_FILESIZE_EXCEEDED {
                 message = "body larger than \(request.maximumBodySize) bytes"
-            } else if result == CURLE_TOO_MANY_REDIRECTS {
-                message = "more than \(request.maximumRedirects) redirects"
             } else {
                 message = detail.isEmpty ? String(cString: curl_easy_strerror(result)) : detail
             }
-            throw CurlError(code: Int32(result.rawValue), status: status == 0 ? nil : status, url: request.url, message: message)
+            throw CurlError(code: Int32(result.rawValue), status: status == 0 ? nil : status, url: originalURL, message: message)
+        }
+        if [301, 302, 303, 307, 308].contains(status) {
+            var location: UnsafePointer<CChar>?
+            _ = CCurlShims_getinfo_string(handle, CURLINFO_REDIRECT_URL, &location)
+            guard let location else {
+                throw CurlError(code: 0, status: status, url: originalURL, message: "redirect without a Location")
+            }
+            return .redirect(status: status, location: String(cString: location))
         }
         guard status == 200 || status == 304 else {
-            throw CurlError(code: 0, status: status, url: request.url, message: "unexpected HTTP status")
+            throw CurlError(code: 0, status: status, url: originalURL, message: "unexpected HTTP status")
         }
-        return HTTPResponse(
+        return .final(HTTPResponse(
             status: status, body: status == 304 ? [] : transfer.body, etag: transfer.etag,
             lastModified: HTTPDate.validatingLastModified(transfer.lastModified, date: transfer.date),
-            effectiveURL: effectiveURL, contentType: transfer.contentType)
+            effectiveURL: request.url, contentType: transfer.contentType))
     }
 }
 

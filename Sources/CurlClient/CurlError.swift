@@ -5,12 +5,15 @@ public struct CurlError: Error, Sendable, Equatable, CustomStringConvertible {
     public var status: Int?
     public var url: String
     public var message: String
+    /// The Location of a redirect the request's `RedirectPolicy` refused (the transfer stopped there).
+    public var refusedRedirect: String?
 
-    public init(code: Int32, status: Int?, url: String, message: String) {
+    public init(code: Int32, status: Int?, url: String, message: String, refusedRedirect: String? = nil) {
         self.code = code
         self.status = status
         self.url = url
         self.message = message
+        self.refusedRedirect = refusedRedirect
     }
 
     public var description: String {

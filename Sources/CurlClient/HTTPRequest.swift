@@ -13,6 +13,8 @@ public struct HTTPRequest: Sendable, Equatable {
     public var maximumBodySize: Int
     /// At most this many redirects, each to http or https only.
     public var maximumRedirects: Int
+    /// Which redirects are followed at all.
+    public var redirectPolicy: RedirectPolicy
     /// A CA bundle for https (default: the system's).
     public var caBundlePath: String?
     /// Sent as If-None-Match: a matching server answers 304 and no body.
@@ -22,14 +24,15 @@ public struct HTTPRequest: Sendable, Equatable {
 
     public init(
         url: String, method: Method = .get, timeout: Duration = .seconds(15), maximumBodySize: Int = 64 << 20,
-        maximumRedirects: Int = 3, caBundlePath: String? = nil, ifNoneMatch: String? = nil,
-        ifModifiedSince: String? = nil
+        maximumRedirects: Int = 3, redirectPolicy: RedirectPolicy = .sameHost, caBundlePath: String? = nil,
+        ifNoneMatch: String? = nil, ifModifiedSince: String? = nil
     ) {
         self.url = url
         self.method = method
         self.timeout = timeout
         self.maximumBodySize = maximumBodySize
         self.maximumRedirects = maximumRedirects
+        self.redirectPolicy = redirectPolicy
         self.caBundlePath = caBundlePath
         self.ifNoneMatch = ifNoneMatch
         self.ifModifiedSince = ifModifiedSince

@@ -1,7 +1,8 @@
 import OpenSSLTLS
 
 /// The checks a downloaded CRL passes before it is published (the worker checks again when it loads it):
-/// exactly one CRL, PEM or DER; signed by one of the CA certificates (issuer name, key, keyUsage cRLSign); no
+/// exactly one CRL, PEM or DER; at most `maximumEntries` revoked entries, counted from its encoding before OpenSSL
+/// parses it (`CRLEnvelope`); signed by one of the CA certificates (issuer name, key, keyUsage cRLSign); no
 /// unsupported form (delta, indirect, critical extension we do not understand); thisUpdate not in the future
 /// beyond the leeway; nextUpdate not before thisUpdate; a cRLNumber not lower than the one published (rollback).
 /// Stateless. Public for the revocation fuzzer (`Fuzz/RevocationFuzzer`), which feeds it bytes.
@@ -13,25 +14,52 @@ public enum CRLAcceptance {
         public var thisUpdate: Int64?
         public var nextUpdate: Int64?
         public var number: String?
+        /// Which CRLs it succeeds (the rollback floors are kept per lineage).
+        public var lineage: CRLLineage
     }
 
     public static let clockLeeway: Int64 = RevocationClock.skewLeeway
 
+    /// `crl_cache_max_entries`'s default.
+    public static let defaultMaximumEntries = 2_000_000
+
     /// - Parameters:
     ///   - publishedNumber, publishedThisUpdate: of the CRL published from the same source, if any: a lower
     ///     cRLNumber (or, when either CRL has none, an older thisUpdate) is a rollback.
+    ///   - maximumEntries: `crl_cache_max_entries`.
     public static func check(
         _ body: [UInt8], authorities: [X509Certificate], publishedNumber: String?, publishedThisUpdate: Int64? = nil,
-        now: Int64
+        maximumEntries: Int = defaultMaximumEntries, now: Int64
     ) -> Result<Accepted, FetchFailure> {
-        let parsed: [CertificateRevocationList]
+        let encodings: [[UInt8]]
         do {
-            parsed = try CertificateRevocationList.parse(body)
+            encodings = try CRLEnvelope.derEncodings(body)
+        } catch {
+            return .failure(.invalid("not a CRL (PEM or DER): \(error.message)"))
+        }
+        guard encodings.count == 1, let der = encodings.first else {
+            return .failure(.invalid(
+                encodings.isEmpty ? "not a CRL (PEM or DER): no X509 CRL block" : "expected one CRL, found \(encodings.count)"))
+        }
+        // Counted before OpenSSL allocates anything per entry.
+        let entries: Int
+        do {
+            entries = try CRLEnvelope.revokedEntryCount(der: der)
+        } catch {
+            return .failure(.invalid("not a CRL (PEM or DER): \(error.message)"))
+        }
+        guard entries <= maximumEntries else {
+            return .failure(.invalid(
+                "the CRL lists \(entries) revoked entries, more than crl_cache_max_entries (\(maximumEntries))"))
+        }
+        let crl: CertificateRevocationList
+        do {
+            guard let parsed = try CertificateRevocationList.parse(der).first else {
+                return .failure(.invalid("not a CRL (PEM or DER)"))
+            }
+            crl = parsed
         } catch {
             return .failure(.invalid("not a CRL (PEM or DER): \(error)"))
-        }
-        guard parsed.count == 1, let crl = parsed.first else {
-            return .failure(.invalid("expected one CRL, found \(parsed.count)"))
         }
         let verified: CertificateRevocationList
         switch CRLSet.validate(crl, cas: authorities) {
@@ -62,12 +90,16 @@ public enum CRLAcceptance {
                 "rollback: thisUpdate \(Timestamp.iso8601(thisUpdate)) is older than the published CRL's "
                     + Timestamp.iso8601(publishedThisUpdate)))
         }
-        let der = verified.derBytes
-        guard !der.isEmpty else {
+        guard let lineage = verified.lineage else {
+            return .failure(.invalid("cannot tell the CRL's lineage (issuer, signer, scope)"))
+        }
+        let encoded = verified.derBytes
+        guard !encoded.isEmpty else {
             return .failure(.invalid("cannot encode the CRL as DER"))
         }
         return .success(Accepted(
-            crl: verified, der: der, thisUpdate: thisUpdate, nextUpdate: nextUpdate, number: number))
+            crl: verified, der: encoded, thisUpdate: thisUpdate, nextUpdate: nextUpdate, number: number,
+            lineage: lineage))
     }
 }
 
@@ -77,12 +109,10 @@ public enum FetchFailure: Error, Sendable, CustomStringConvertible {
     case download(String)
     /// The content arrived but may not be used.
     case invalid(String)
-    /// The responder says the server's certificate is revoked.
-    case revoked(String)
 
     public var description: String {
         switch self {
-        case .download(let text), .invalid(let text), .revoked(let text): return text
+        case .download(let text), .invalid(let text): return text
         }
     }
 }

@@ -45,14 +45,63 @@ struct FetchSource: Sendable, Hashable {
     }
 }
 
-/// What a stapling listener needs for its OCSP request.
+/// A stapling listener as configured: where its server certificate, issuer and responder come from. The files are
+/// read again for every OCSP fetch (`resolve`), so that a replaced certfile is the one asked about.
 struct StaplingTarget: Sendable {
     var listener: String
-    var certificate: X509Certificate
-    var issuer: X509Certificate
+    /// `certfile`: the server certificate first, then the chain the server sends.
+    var certificatePath: String
+    /// `ocsp_issuer_pem`.
+    var issuerPath: String?
+    /// `cacertfile`, where the issuer may be found otherwise.
+    var caBundlePath: String?
+    /// `ocsp_responder_url`.
+    var configuredResponderURL: String?
+    /// The responder as the plan found it (the item's URL); "" when the certificate could not be read then.
     var responderURL: String
     var schedule: FetchSchedule
     var httpTimeout: Duration
+
+    /// The files whose change makes the OCSP response due at once.
+    var watchedFiles: [String] {
+        [certificatePath] + [issuerPath ?? caBundlePath].compactMap { $0 }
+    }
+
+    /// The certificate, issuer and responder as the files say now. Blocking reads.
+    func resolve() -> Result<ResolvedStapling, FetchFailure> {
+        let identity: OCSP.StapledIdentity
+        do {
+            identity = try OCSP.stapledIdentity(
+                certificateChainPath: certificatePath, issuerPath: issuerPath, caBundlePath: caBundlePath,
+                configuredResponderURL: configuredResponderURL)
+        } catch {
+            return .failure(.invalid("cannot read the server certificate for OCSP stapling: \(error)"))
+        }
+        guard let issuer = identity.issuer else {
+            return .failure(.invalid(
+                "no issuer certificate for \(identity.certificate.subjectDN) "
+                    + "(set ocsp_issuer_pem, or put the issuer in certfile or cacertfile)"))
+        }
+        guard let url = identity.responderURL else {
+            return .failure(.invalid(
+                "the server certificate has no OCSP URL and ocsp_responder_url is not set"))
+        }
+        return .success(ResolvedStapling(
+            chain: identity.chain, certificate: identity.certificate, issuer: issuer, responderURL: url))
+    }
+
+    /// How the metadata names the certificate a response is about.
+    static func label(of certificate: X509Certificate) -> String {
+        "\(certificate.subjectDN) serial \(certificate.serialHex)"
+    }
+}
+
+/// What one OCSP fetch asks about: the server certificate now in certfile, its issuer and its responder.
+struct ResolvedStapling: Sendable {
+    var chain: [X509Certificate]
+    var certificate: X509Certificate
+    var issuer: X509Certificate
+    var responderURL: String
 }
 
 /// Everything the configuration asks the fetcher to keep fresh, worked out once per (re)load: the CRL URLs, the CA
@@ -64,6 +113,8 @@ struct FetchPlan: Sendable {
     var crlAuthorities: [X509Certificate] = []
     var crlSchedule: FetchSchedule
     var stapling: [String: StaplingTarget] = [:]
+    /// Per stapling listener, the certificate its certfile held when the plan was made (`StaplingTarget.label`).
+    var certificates: [String: String] = [:]
     /// Problems worth one log line each (a stapling listener without an OCSP URL, an unreadable file).
     var notes: [(level: Note, message: String, listener: String)] = []
 
@@ -102,7 +153,16 @@ struct FetchPlan: Sendable {
         }
     }
 
+    /// A stapling listener becomes an item unless its certificate (as the files are now) has no OCSP URL or no
+    /// issuer: then stapling is off, said once. A certificate that cannot be read now (being replaced) still makes
+    /// an item: its fetches fail until the file is whole again, and the last good response stays.
     private mutating func addStapling(listener: ListenerConfiguration, tls: TLSSettings, floor: Duration) {
+        var target = StaplingTarget(
+            listener: listener.name, certificatePath: tls.certFile, issuerPath: tls.ocspIssuerPEM,
+            caBundlePath: tls.caCertFile, configuredResponderURL: tls.ocspResponderURL,
+            responderURL: tls.ocspResponderURL ?? "",
+            schedule: FetchSchedule(interval: tls.ocspRefreshInterval, floor: floor),
+            httpTimeout: tls.ocspRefreshHTTPTimeout)
         let resolved: OCSP.StapledIdentity
         do {
             resolved = try OCSP.stapledIdentity(
@@ -110,10 +170,11 @@ struct FetchPlan: Sendable {
                 configuredResponderURL: tls.ocspResponderURL)
         } catch {
             notes.append((.error, "cannot read the server certificate for OCSP stapling: \(error)", listener.name))
+            stapling[listener.name] = target
             return
         }
         let certificate = resolved.certificate
-        guard let issuer = resolved.issuer else {
+        guard resolved.issuer != nil else {
             notes.append((
                 .error,
                 "OCSP stapling is off: no issuer certificate for \(certificate.subjectDN) "
@@ -128,10 +189,9 @@ struct FetchPlan: Sendable {
                 listener.name))
             return
         }
-        stapling[listener.name] = StaplingTarget(
-            listener: listener.name, certificate: certificate, issuer: issuer, responderURL: url,
-            schedule: FetchSchedule(interval: tls.ocspRefreshInterval, floor: floor),
-            httpTimeout: tls.ocspRefreshHTTPTimeout)
+        target.responderURL = url
+        stapling[listener.name] = target
+        certificates[listener.name] = StaplingTarget.label(of: certificate)
     }
 
     var staplingSources: [FetchSource] {

@@ -32,6 +32,11 @@ public final class FetcherService {
     private var items: [String: Item] = [:]
     private var inFlight = 0
     private var watcher: CacheWatcher?
+    /// The files the watcher watches besides `requests/` (stapling listeners' certfile and issuer).
+    private var watchedFiles: [String] = []
+    private var floors: CRLFloors
+    /// The last error saving the floors, logged once per distinct error.
+    private var floorSaveError: String?
     private var counters = ChildStatistics()
     private var lastStatisticsAt = MonotonicInstant.now()
     /// Why the cache tree could not be recreated, logged once per distinct error.
@@ -46,15 +51,19 @@ public final class FetcherService {
         var metadata: CacheItemMetadata
         var due: Double
         var isRunning = false
+        /// A file it depends on changed while it ran: due again as soon as it finishes.
+        var isDueAgain = false
     }
 
-    /// What job threads and the request watcher hand to the main thread.
+    /// What job threads and the watcher hand to the main thread.
     private final class Inbox: Sendable {
         private let state = Mutex(State())
 
         struct State {
             var results: [FetchResult] = []
             var requestsChanged = false
+            /// Watched files (certfile, issuer) that changed.
+            var changedFiles: Set<String> = []
         }
 
         func post(_ result: FetchResult) {
@@ -63,6 +72,10 @@ public final class FetcherService {
 
         func noteRequests() {
             state.withLock { $0.requestsChanged = true }
+        }
+
+        func noteChanged(_ files: [String]) {
+            state.withLock { $0.changedFiles.formUnion(files) }
         }
 
         func take() -> State {
@@ -91,6 +104,12 @@ public final class FetcherService {
         wakeup = (pair.0, pair.1)
         CurlGlobal.initializeOnce()
         plan = FetchPlan(configuration: configuration)
+        floors = CRLFloors.empty(path: Self.floorsPath(configuration))
+    }
+
+    /// `<node.data_dir>/crl-floors.json`: outside the cache, which may be lost.
+    static func floorsPath(_ configuration: GatehouseConfiguration) -> String {
+        configuration.node.dataDirectory + "/crl-floors.json"
     }
 
     /// Runs until told to quit; returns the exit code.
@@ -102,9 +121,10 @@ public final class FetcherService {
             return 1
         }
         removeLeftoverTemporaryFiles()
+        loadFloors()
         apply(plan: plan, now: WallClock.seconds)
         // Watch first, then take what is waiting: a request dropped in between is seen either way.
-        startWatchingRequests()
+        startWatching()
         takeRequests(now: WallClock.seconds)
         logger.info(
             "fetcher running",
@@ -143,6 +163,9 @@ public final class FetcherService {
             }
             if delivered.requestsChanged {
                 takeRequests(now: WallClock.seconds)
+            }
+            if !delivered.changedFiles.isEmpty {
+                filesChanged(delivered.changedFiles)
             }
             // Once a second: the cache tree still there, and the counters to the supervisor.
             if MonotonicInstant.now().duration(since: lastStatisticsAt) >= .seconds(1) {
@@ -192,13 +215,32 @@ public final class FetcherService {
         }
         for (key, source) in wanted.sorted(by: { $0.key < $1.key }) {
             if var existing = items[key] {
-                existing.source = source
-                existing.metadata.sourceURL = source.url
+                if !(source.url.isEmpty && source.listener != nil) {
+                    existing.source = source
+                    existing.metadata.sourceURL = source.url
+                }
                 items[key] = existing
-                continue
+            } else {
+                items[key] = resume(source, now: now)
             }
-            items[key] = resume(source, now: now)
+            // The certfile holds another certificate than the published response is about: due now.
+            if let listener = source.listener, let item = items[key], let current = plan.certificates[listener],
+               item.metadata.sha256 != nil, item.metadata.certificate != current
+            {
+                dueNow(key, now: now)
+            }
         }
+    }
+
+    /// Makes an item due now, or as soon as the job running it finishes.
+    private func dueNow(_ key: String, now: Double) {
+        guard var item = items[key] else { return }
+        if item.isRunning {
+            item.isDueAgain = true
+        } else {
+            item.due = now
+        }
+        items[key] = item
     }
 
     /// An item as the previous fetcher left it: due when its metadata says, or now if it has none or its
@@ -254,8 +296,11 @@ public final class FetcherService {
             source: item.source, metadata: item.metadata, layout: layout,
             settings: FetchSettings(
                 crlTimeout: configuration.crlCache.httpTimeout, maximumSize: configuration.crlCache.maxSize,
-                httpsCABundle: configuration.crlCache.httpsCACertFile),
-            authorities: plan.crlAuthorities, stapling: item.source.listener.flatMap { plan.stapling[$0] })
+                httpsCABundle: configuration.crlCache.httpsCACertFile,
+                maximumEntries: configuration.crlCache.maxEntries,
+                redirects: RedirectPolicy(rawValue: configuration.node.fetchRedirects.rawValue) ?? .sameHost),
+            authorities: plan.crlAuthorities, stapling: item.source.listener.flatMap { plan.stapling[$0] },
+            floors: floors)
         let inbox = self.inbox
         let wakeWrite = wakeup.write
         let thread = Thread {
@@ -277,8 +322,22 @@ public final class FetcherService {
             return
         }
         item.isRunning = false
+        // What the published response said before, about the same certificate (an episode of revoked or unknown
+        // is logged loudly once, on the way in).
+        let previousStatus = item.metadata.certificate == result.metadata.certificate ? item.metadata.certStatus : nil
         item.metadata = result.metadata
+        if item.source.listener != nil && !result.metadata.sourceURL.isEmpty {
+            item.source.url = result.metadata.sourceURL
+        }
         let schedule = schedule(of: item.source)
+        if let error = result.floorSaveError, error != floorSaveError {
+            logger.error(
+                "cannot save the CRL rollback floors; they hold until the fetcher stops",
+                metadata: ["path": "\(floors.path)", "error": "\(error)"])
+        }
+        if result.floorSaveError != nil || result.outcome.isPublished {
+            floorSaveError = result.floorSaveError
+        }
         // Logged after the metadata is written, so that whoever reads the log line finds the sidecar current.
         var report: (Logger) -> Void = { _ in }
         var fields: Logger.Metadata = ["fetch.url": "\(item.source.url)"]
@@ -305,8 +364,7 @@ public final class FetcherService {
                 fields["fetch.origin"] = "\(item.source.origin.rawValue)"
                 report = { $0.info("CRL published", metadata: fields) }
             case .ocsp:
-                fields["ocsp.cert_status"] = "good"
-                report = { $0.info("OCSP response published", metadata: fields) }
+                report = ocspReport(details.certificateStatus ?? .good, previous: previousStatus, fields: fields)
             }
         case .notModified(let status):
             counters.fetchNotModified += 1
@@ -330,16 +388,15 @@ public final class FetcherService {
             fields["fetch.retry_in"] = "\(Self.rounded(delay))"
             fields["fetch.failures"] = "\(item.metadata.consecutiveFailures)"
             switch (item.source.kind, failure) {
-            case (.ocsp, .revoked):
-                report = {
-                    $0.critical("server certificate revoked by its OCSP responder", metadata: fields)
-                    $0.error("fetch failed", metadata: fields)
-                }
             case (.ocsp, .invalid):
                 report = { $0.error("fetch failed", metadata: fields) }
             default:
                 report = { $0.warning("fetch failed", metadata: fields) }
             }
+        }
+        if item.isDueAgain {
+            item.isDueAgain = false
+            item.due = now
         }
         item.metadata.nextAttempt = item.due
         items[key] = item
@@ -353,23 +410,87 @@ public final class FetcherService {
         report(logger)
     }
 
-    // MARK: Distribution points reported by workers
+    /// The log lines for a published OCSP response: info when good; when revoked or unknown, a warning, and on
+    /// the way into that state one loud line (the workers stop stapling: a must-staple server refuses handshakes).
+    private func ocspReport(
+        _ status: OCSPCertificateStatus, previous: String?, fields: Logger.Metadata
+    ) -> (Logger) -> Void {
+        var fields = fields
+        fields["ocsp.cert_status"] = "\(status.name)"
+        switch status {
+        case .good:
+            return { $0.info("OCSP response published", metadata: fields) }
+        case .revoked(let at, let reason):
+            if let at { fields["ocsp.revoked_at"] = "\(Timestamp.iso8601(at))" }
+            if let reason { fields["ocsp.revocation_reason"] = "\(reason)" }
+            let fresh = previous != status.name
+            return { [fields] logger in
+                if fresh {
+                    logger.critical("server certificate revoked by its OCSP responder", metadata: fields)
+                }
+                logger.warning("OCSP response published", metadata: fields)
+            }
+        case .unknown:
+            let fresh = previous != status.name
+            return { [fields] logger in
+                if fresh {
+                    logger.error("server certificate unknown to its OCSP responder", metadata: fields)
+                }
+                logger.warning("OCSP response published", metadata: fields)
+            }
+        }
+    }
 
-    private func startWatchingRequests() {
+    // MARK: Watching: reported distribution points, stapled certificates
+
+    /// Watches `requests/` and the stapling listeners' certfile and issuer files; replaces a running watcher
+    /// (after a reload).
+    private func startWatching() {
+        watcher?.stop()
+        watcher = nil
+        let files = Array(Set(plan.stapling.values.flatMap(\.watchedFiles))).sorted()
+        watchedFiles = files
+        let targets = [CacheWatcher.Target(directory: layout.requestDirectory)] + files.map(CacheWatcher.Target.file)
         do {
-            let watcher = try CacheWatcher(targets: [CacheWatcher.Target(directory: layout.requestDirectory)])
+            let watcher = try CacheWatcher(targets: targets)
             let inbox = self.inbox
             let wakeWrite = wakeup.write
-            watcher.start { _ in
-                inbox.noteRequests()
+            let requestDirectory = layout.requestDirectory + "/"
+            watcher.start { changed in
+                let requests = changed.filter { $0.hasPrefix(requestDirectory) }
+                if !requests.isEmpty {
+                    inbox.noteRequests()
+                }
+                if requests.count < changed.count {
+                    inbox.noteChanged(changed.filter { !$0.hasPrefix(requestDirectory) })
+                }
                 var byte: UInt8 = 1
                 _ = write(wakeWrite, &byte, 1)
             }
             self.watcher = watcher
         } catch {
             logger.error(
-                "cannot watch the request directory; reported distribution points are taken at restart only",
+                """
+                cannot watch the request directory and the server certificates; reported distribution points \
+                are taken at restart only, a replaced certfile at the next OCSP refresh
+                """,
                 metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// A stapling listener's certfile or issuer changed: its OCSP response is due now, for whatever certificate
+    /// the file holds (a half-written one fails the fetch; the next write is another event).
+    private func filesChanged(_ files: Set<String>) {
+        let now = WallClock.seconds
+        for target in plan.stapling.values where !files.isDisjoint(with: target.watchedFiles) {
+            let key = FetchSource(kind: .ocsp(listener: target.listener), url: "", origin: .stapling).key
+            logger.info(
+                "server certificate file changed, fetching its OCSP response",
+                metadata: [
+                    "listener": "ssl:\(target.listener)",
+                    "path": "\(files.intersection(target.watchedFiles).sorted().joined(separator: ","))",
+                ])
+            dueNow(key, now: now)
         }
     }
 
@@ -390,6 +511,41 @@ public final class FetcherService {
             items[source.key] = resume(source, now: now)
             logger.info("CRL distribution point reported", metadata: ["fetch.url": "\(request.url)"])
         }
+    }
+
+    // MARK: Rollback floors
+
+    /// Reads `crl-floors.json`. When it is missing (first start) or corrupt (set aside, logged), the floors are
+    /// seeded from the CRLs the cache holds, which this fetcher validated before publishing them: what a corrupt
+    /// file loses is then only the history the cache no longer shows. Refusing to start instead would stop every
+    /// CRL refresh (new revocations never arrive, and every CRL eventually expires) to guard against a replay that
+    /// also needs the cache to be lost at the same time.
+    private func loadFloors() {
+        let (loaded, outcome) = CRLFloors.load(path: floors.path)
+        floors = loaded
+        switch outcome {
+        case .loaded(let count):
+            logger.debug("CRL rollback floors loaded", metadata: ["path": "\(floors.path)", "floors": "\(count)"])
+            return
+        case .missing:
+            break
+        case .corrupt(let reason, let keptAs):
+            logger.error(
+                "CRL rollback floors unreadable; set aside and seeded again from the cached CRLs",
+                metadata: [
+                    "path": "\(floors.path)", "error": "\(reason)", "kept_as": "\(keptAs ?? "-")",
+                ])
+        }
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: layout.crlDirectory)) ?? []
+        let files = names.sorted().filter { $0.hasSuffix(".der") && !CacheWatcher.isTemporary($0) }
+            .map { layout.crlDirectory + "/" + $0 }
+        guard !files.isEmpty else { return }
+        let seeded = floors.seed(
+            crlFiles: files, authorities: plan.crlAuthorities, maximumSize: configuration.crlCache.maxSize,
+            maximumEntries: configuration.crlCache.maxEntries, now: WallClock.seconds)
+        logger.info(
+            "CRL rollback floors seeded from the cache",
+            metadata: ["path": "\(floors.path)", "floors": "\(floors.count)", "files": "\(seeded)"])
     }
 
     // MARK: Files
@@ -546,6 +702,9 @@ public final class FetcherService {
         }
         plan = FetchPlan(configuration: configuration)
         apply(plan: plan, now: WallClock.seconds)
+        if Array(Set(plan.stapling.values.flatMap(\.watchedFiles))).sorted() != watchedFiles {
+            startWatching()
+        }
         logger.info("configuration reloaded", metadata: ["fetch.items": "\(items.count)"])
     }
 }

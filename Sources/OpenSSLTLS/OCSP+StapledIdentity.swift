@@ -18,6 +18,6 @@ extension OCSP {
             let lower = url.lowercased()
             return lower.hasPrefix("http://") || lower.hasPrefix("https://")
         }
-        return StapledIdentity(certificate: certificate, issuer: issuer, responderURL: responderURL)
+        return StapledIdentity(chain: chain, certificate: certificate, issuer: issuer, responderURL: responderURL)
     }
 }

@@ -36,6 +36,8 @@ public enum OCSP {
     /// What a stapling listener staples for: its server certificate, the issuer to ask about it, and the
     /// responder to ask. The fetcher, the workers and `status` all decide from this one answer.
     public struct StapledIdentity: Sendable {
+        /// Every certificate of `certfile`, as the server sends them.
+        public var chain: [X509Certificate]
         /// The first certificate of `certfile`.
         public var certificate: X509Certificate
         /// `ocsp_issuer_pem`'s first certificate, else the one in the rest of the chain or in `cacertfile` that
@@ -45,40 +47,49 @@ public enum OCSP {
         public var responderURL: String?
     }
 
-    /// Works out a stapling listener's `StapledIdentity`. Blocking file reads.
+    /// Works out a stapling listener's `StapledIdentity` from its files. Blocking file reads.
     public static func stapledIdentity(
         certificateChainPath: String, issuerPath: String?, caBundlePath: String?, configuredResponderURL: String?
     ) throws(OpenSSLError) -> StapledIdentity {
         let chain = try X509Certificate.load(file: certificateChainPath)
-        guard let certificate = chain.first else {
+        guard !chain.isEmpty else {
             throw OpenSSLError(operation: "PEM_read", message: "no certificate in \(certificateChainPath)")
         }
-        let issuer: X509Certificate?
-        if let issuerPath {
-            issuer = try X509Certificate.load(file: issuerPath).first
-        } else {
-            var candidates = Array(chain.dropFirst())
-            if let caBundlePath {
-                candidates += (try? X509Certificate.load(file: caBundlePath)) ?? []
-            }
-            issuer = candidates.first { certificate.isIssued(by: $0) }
-        }
-        let responderURL = configuredResponderURL ?? certificate.ocspResponderURLs.first { url in
-            let lower = url.lowercased()
-            return lower.hasPrefix("http://") || lower.hasPrefix("https://")
-        }
-        return StapledIdentity(certificate: certificate, issuer: issuer, responderURL: responderURL)
+        // Only needed to find the issuer when ocsp_issuer_pem does not name it.
+        let authorities = issuerPath == nil ? caBundlePath.flatMap { try? X509Certificate.load(file: $0) } ?? [] : []
+        return try stapledIdentity(
+            chain: chain, issuerPath: issuerPath, authorities: authorities,
+            configuredResponderURL: configuredResponderURL)
     }
 
     /// A response without nextUpdate ("newer information is always available") is stapled for at most this long
     /// after its thisUpdate; the fetcher refreshes it every `ocsp_refresh_interval`.
     public static let maximumAgeWithoutNextUpdate: Int64 = 3600
 
-    /// Checks a response before it may be stapled: the response status is successful; it is a basic response
-    /// signed by `issuer`, or by a responder certificate issued by `issuer` that carries id-kp-OCSPSigning; it has
-    /// a single response for exactly `certificate` (CertID match); the status is good; thisUpdate is not in the
-    /// future (with `leeway` seconds of clock skew) and nextUpdate not reached (no leeway).
+    /// Checks a response before it may be stapled: `verify`, and the status is good.
     public static func validate(
+        _ der: [UInt8], certificate: X509Certificate, issuer: X509Certificate, now: Int64,
+        leeway: Int64 = RevocationClock.skewLeeway
+    ) -> Result<OCSPVerifiedResponse, OCSPValidationError> {
+        verify(der, certificate: certificate, issuer: issuer, now: now, leeway: leeway).flatMap { response in
+            switch response.certificateStatus {
+            case .good:
+                return .success(response)
+            case .revoked(let at, let reason):
+                return .failure(.revoked(serial: response.serialHex, at: at, reason: reason))
+            case .unknown:
+                return .failure(.unknown(serial: response.serialHex))
+            }
+        }
+    }
+
+    /// Checks everything the responder vouches for, whatever the status it gives: the response status is
+    /// successful; it is exactly one DER-encoded basic response signed by `issuer`, or by a responder certificate
+    /// issued by `issuer` that carries id-kp-OCSPSigning; it has a single response for exactly `certificate`
+    /// (CertID match); thisUpdate is not in the future (with `leeway` seconds of clock skew) and nextUpdate not
+    /// reached (no leeway). A REVOKED or unknown answer that passes is as trustworthy as a good one: it is what
+    /// tells a server to stop stapling.
+    public static func verify(
         _ der: [UInt8], certificate: X509Certificate, issuer: X509Certificate, now: Int64,
         leeway: Int64 = RevocationClock.skewLeeway
     ) -> Result<OCSPVerifiedResponse, OCSPValidationError> {
@@ -108,8 +119,10 @@ public enum OCSP {
             return .failure(.malformed("not exactly one DER-encoded OCSP response (trailing bytes or BER)"))
         }
 
-        if let failure = verifySignature(basic, issuer: issuer) {
-            return .failure(failure)
+        let signer: Signer
+        switch verifySignature(basic, issuer: issuer) {
+        case .success(let found): signer = found
+        case .failure(let failure): return .failure(failure)
         }
         guard let identifier = OCSP_cert_to_id(EVP_sha1(), certificate.pointer, issuer.pointer) else {
             OpenSSLErrorQueue.clear()
@@ -127,15 +140,15 @@ public enum OCSP {
             OpenSSLErrorQueue.clear()
             return .failure(.notCovered(serial: certificate.serialHex))
         }
+        let answer: OCSPCertificateStatus
         switch certificateStatus {
         case V_OCSP_CERTSTATUS_GOOD:
-            break
+            answer = .good
         case V_OCSP_CERTSTATUS_REVOKED:
             let reasonText = reason >= 0 ? OCSP_crl_reason_str(Int(reason)).map { String(cString: $0) } : nil
-            return .failure(.revoked(
-                serial: certificate.serialHex, at: ASN1Conversions.unixTime(revokedAt), reason: reasonText))
+            answer = .revoked(at: ASN1Conversions.unixTime(revokedAt), reason: reasonText)
         default:
-            return .failure(.unknown(serial: certificate.serialHex))
+            answer = .unknown
         }
         guard let thisTime = ASN1Conversions.unixTime(thisUpdate) else {
             return .failure(.malformed("thisUpdate is missing or malformed"))
@@ -156,7 +169,8 @@ public enum OCSP {
         let producedAt = ASN1Conversions.unixTime(OCSP_resp_get0_produced_at(basic))
         return .success(OCSPVerifiedResponse(
             derBytes: der, serialHex: certificate.serialHex, thisUpdate: thisTime, nextUpdate: nextTime,
-            producedAt: producedAt))
+            producedAt: producedAt, certificateStatus: answer, signerDER: signer.der,
+            isSignedByIssuer: signer.isIssuer))
     }
 
     /// Whether `der` is exactly the DER of a successful response carrying `basic`, nothing before or after it.
@@ -179,12 +193,20 @@ public enum OCSP {
         return Int(length) == der.count && der.elementsEqual(UnsafeBufferPointer(start: output, count: Int(length)))
     }
 
+    /// The certificate that signed a response.
+    private struct Signer {
+        var der: [UInt8]
+        var isIssuer: Bool
+    }
+
     /// `OCSP_basic_verify` with `issuer` as the only trust anchor (partial chains allowed, so an intermediate
     /// issuer works): the signer must be the issuer itself or a certificate it issued with id-kp-OCSPSigning.
-    private static func verifySignature(_ basic: OpaquePointer, issuer: X509Certificate) -> OCSPValidationError? {
+    private static func verifySignature(
+        _ basic: OpaquePointer, issuer: X509Certificate
+    ) -> Result<Signer, OCSPValidationError> {
         guard let store = X509_STORE_new() else {
             OpenSSLErrorQueue.clear()
-            return .malformed("out of memory")
+            return .failure(.malformed("out of memory"))
         }
         defer { X509_STORE_free(store) }
         guard X509_STORE_add_cert(store, issuer.pointer) == 1,
@@ -192,7 +214,7 @@ public enum OCSP {
               let extra = OPENSSL_sk_new_null()
         else {
             OpenSSLErrorQueue.clear()
-            return .malformed("cannot prepare the OCSP trust store")
+            return .failure(.malformed("cannot prepare the OCSP trust store"))
         }
         defer { OPENSSL_sk_free(extra) }
         // The issuer as an extra candidate signer, for responses that carry no certificates.
@@ -201,9 +223,18 @@ public enum OCSP {
         guard verified == 1 else {
             let errors = OpenSSLErrorQueue.drain()
             let detail = errors.isEmpty ? "no detail" : errors.joined(separator: "; ")
-            return .signature("responder signature or authorization does not verify: \(detail)")
+            return .failure(.signature("responder signature or authorization does not verify: \(detail)"))
         }
-        return nil
+        // The certificate OCSP_basic_verify just used (found the same way: the response's certificates, then the
+        // issuer).
+        var found: OpaquePointer?
+        guard OCSP_resp_get0_signer(basic, &found, extra) == 1, let found,
+              let signer = X509Certificate(retaining: found)
+        else {
+            OpenSSLErrorQueue.clear()
+            return .failure(.malformed("cannot find the certificate that signed the response"))
+        }
+        return .success(Signer(der: signer.derBytes, isIssuer: X509_cmp(found, issuer.pointer) == 0))
     }
 
     static func responseStatusName(_ status: Int32) -> String {
@@ -218,9 +249,28 @@ public enum OCSP {
     }
 }
 
-/// An OCSP response that passed `OCSP.validate`: status good, signature and CertID checked, inside its window.
+/// What a responder says about a certificate.
+public enum OCSPCertificateStatus: Sendable, Equatable {
+    case good
+    /// When and why, if the responder said.
+    case revoked(at: Int64?, reason: String?)
+    /// The responder does not know the certificate.
+    case unknown
+
+    /// `good`, `revoked` or `unknown`, as the cache metadata and the logs spell it.
+    public var name: String {
+        switch self {
+        case .good: return "good"
+        case .revoked: return "revoked"
+        case .unknown: return "unknown"
+        }
+    }
+}
+
+/// An OCSP response that passed `OCSP.verify`: signature and CertID checked, inside its window; `OCSP.validate`
+/// also requires `certificateStatus` good.
 public struct OCSPVerifiedResponse: Sendable, Equatable {
-    /// The response exactly as received, to be stapled as it is.
+    /// The response exactly as received.
     public var derBytes: [UInt8]
     /// The certificate it is about.
     public var serialHex: String
@@ -228,6 +278,11 @@ public struct OCSPVerifiedResponse: Sendable, Equatable {
     /// nil when the responder gave none (newer information is always available).
     public var nextUpdate: Int64?
     public var producedAt: Int64?
+    public var certificateStatus: OCSPCertificateStatus
+    /// DER of the certificate that signed it (the issuer, or a delegated responder).
+    public var signerDER: [UInt8]
+    /// Whether the issuer itself signed it.
+    public var isSignedByIssuer: Bool
 
     /// When it stops being stapled: nextUpdate, or `OCSP.maximumAgeWithoutNextUpdate` after thisUpdate.
     public var staplingExpiry: Int64 {

@@ -43,11 +43,14 @@ public struct CacheItemMetadata: Codable, Sendable, Equatable {
     public var lastAttempt: Double?
     public var lastError: String?
     /// CRL: its issuer and revoked-entry count. OCSP: the certificate it is about (subject, serial), its status
-    /// and producedAt.
+    /// (`good`, `revoked` or `unknown`: the published response says so, and workers do not staple it unless good),
+    /// when and why it was revoked (if the responder said), and producedAt.
     public var issuer: String?
     public var entries: Int?
     public var certificate: String?
     public var certStatus: String?
+    public var revokedAt: Double?
+    public var revocationReason: String?
     public var producedAt: Double?
     public var consecutiveFailures: Int
     public var nextAttempt: Double?
@@ -76,6 +79,8 @@ public struct CacheItemMetadata: Codable, Sendable, Equatable {
         case nextAttempt = "next_attempt"
         case issuer, entries, certificate
         case certStatus = "cert_status"
+        case revokedAt = "revoked_at"
+        case revocationReason = "revocation_reason"
         case producedAt = "produced_at"
     }
 
@@ -103,6 +108,8 @@ public struct CacheItemMetadata: Codable, Sendable, Equatable {
         try container.encode(entries, forKey: .entries)
         try container.encode(certificate, forKey: .certificate)
         try container.encode(certStatus, forKey: .certStatus)
+        try container.encode(revokedAt, forKey: .revokedAt)
+        try container.encode(revocationReason, forKey: .revocationReason)
         try container.encode(producedAt, forKey: .producedAt)
     }
 

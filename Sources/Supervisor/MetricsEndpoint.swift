@@ -125,6 +125,15 @@ enum MetricsEndpoint {
             registry.makeGauge(descriptor: stapled, labels: [("listener", "ssl:" + listener.listener)])
                 .set(listener.state == "stapled" ? 1.0 : 0.0)
         }
+        let revoked = descriptor(
+            "ocsp_certificate_revoked", "",
+            "1 when the latest verified OCSP answer says the listener's certificate is revoked or unknown")
+        for listener in report.stapling where listener.state != "off" {
+            let item = report.cache.first { $0.kind == "ocsp" && $0.listener == listener.listener && $0.published }
+            let withdrawn = item?.certStatus.map { $0 == "revoked" || $0 == "unknown" } ?? false
+            registry.makeGauge(descriptor: revoked, labels: [("listener", "ssl:" + listener.listener)])
+                .set(withdrawn ? 1.0 : 0.0)
+        }
         renderInForce(report, now: now, into: registry)
         let restarts = descriptor("child_restarts", "total", "Respawns of children that died, by role")
         for role in ["fetcher", "worker"] {

@@ -54,6 +54,17 @@ enum RevocationStatus {
                 $0.nextUpdate ?? $0.thisUpdate.map { $0 + Double(OCSP.maximumAgeWithoutNextUpdate) }
             }
             let nextUpdate = published ? expiry : nil
+            if published, let metadata, let reason = withdrawal(metadata) {
+                // The responder vouched for REVOKED or unknown: the workers withdraw the staple.
+                var detail = reason
+                if mustStaple {
+                    detail += "; must-staple certificate: handshakes are refused"
+                }
+                result.append(.init(
+                    listener: listener.name, state: "withdrawn", detail: detail, mustStaple: mustStaple,
+                    nextUpdate: nextUpdate))
+                continue
+            }
             if published, let nextUpdate, nextUpdate > now {
                 result.append(.init(
                     listener: listener.name, state: "stapled", detail: "until " + Timestamp.iso8601(Int64(nextUpdate)),
@@ -74,6 +85,19 @@ enum RevocationStatus {
                 nextUpdate: metadata?.nextUpdate))
         }
         return result
+    }
+
+    /// Why a published OCSP response withdraws the staple, when it does: the responder says the certificate is
+    /// revoked (when, why) or unknown to it.
+    static func withdrawal(_ metadata: CacheItemMetadata) -> String? {
+        guard metadata.kind == .ocsp, let status = metadata.certStatus, status != "good" else { return nil }
+        var text = "withdrawn: the OCSP responder says the server certificate is \(status)"
+        var details: [String] = []
+        if let at = metadata.revokedAt { details.append("revoked at " + Timestamp.iso8601(Int64(at))) }
+        if let reason = metadata.revocationReason { details.append("reason " + reason) }
+        if !details.isEmpty { text += " (" + details.joined(separator: ", ") + ")" }
+        if let certificate = metadata.certificate { text += "; certificate " + certificate }
+        return text
     }
 
     private static func isPublished(_ metadata: CacheItemMetadata, layout: CacheLayout) -> Bool {

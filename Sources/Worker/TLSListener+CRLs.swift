@@ -1,6 +1,7 @@
 import BrokerConfiguration
 import Logging
 import OpenSSLTLS
+import ProcessSupport
 import RevocationCache
 
 /// Which CRLs are in force: every file's CRLs as last loaded (a file that no longer loads or verifies keeps its last
@@ -12,7 +13,7 @@ extension TLSListener {
     /// force. Blocking (parsing and verifying big CRLs): on the reload thread.
     static func refreshCRLs(
         _ working: inout State, settings: TLSSettings, cacheLayout: CacheLayout, cas: [X509Certificate],
-        logger: Logger
+        maximumEntries: Int, logger: Logger
     ) -> [CertificateRevocationList] {
         let authorities = cas.map(\.derBytes)
         if authorities != working.crlAuthorities {
@@ -41,7 +42,7 @@ extension TLSListener {
                 continue
             }
             let isLocal = settings.crlFiles.contains(path)
-            switch load(path, cas: cas, requireIssuerMatch: !isLocal) {
+            switch load(path, cas: cas, requireIssuerMatch: !isLocal, maximumEntries: maximumEntries) {
             case .success(let loaded):
                 if !loaded.isEmpty || isLocal {
                     let source = isLocal ? "crlfile \(path)" : publishedSource(of: path, cacheLayout: cacheLayout)
@@ -116,16 +117,29 @@ extension TLSListener {
     }
 
     /// Parses one file and verifies each CRL in it against the listener's CAs. CRLs in the shared cache that
-    /// belong to another listener's CA are skipped quietly; anything else that fails rejects the file. Internal,
-    /// not private, for the revocation fuzz tests.
+    /// belong to another listener's CA are skipped quietly; anything else that fails rejects the file, as does a
+    /// CRL with more than `maximumEntries` revoked entries (`crl_cache_max_entries`, counted before OpenSSL
+    /// parses anything, so a huge `crlfile` cannot make the worker allocate without bound). Internal, not
+    /// private, for the revocation fuzz tests.
     static func load(
-        _ path: String, cas: [X509Certificate], requireIssuerMatch: Bool
+        _ path: String, cas: [X509Certificate], requireIssuerMatch: Bool,
+        maximumEntries: Int = CRLCacheSettings.defaultMaxEntries
     ) -> Result<[CertificateRevocationList], CRLRejectionError> {
         let parsed: [CertificateRevocationList]
+        guard let bytes = FileDescriptor.readFile(path, limit: 1 << 30) else {
+            return .failure(CRLRejectionError(reason: "cannot read \(path)"))
+        }
         do {
-            parsed = try CertificateRevocationList.load(file: path)
+            for der in try CRLEnvelope.derEncodings(bytes) {
+                let entries = try CRLEnvelope.revokedEntryCount(der: der)
+                guard entries <= maximumEntries else {
+                    return .failure(CRLRejectionError(
+                        reason: "\(entries) revoked entries, more than crl_cache_max_entries (\(maximumEntries))"))
+                }
+            }
+            parsed = try CertificateRevocationList.parse(bytes)
         } catch {
-            return .failure(CRLRejectionError(reason: "\(error)"))
+            return .failure(CRLRejectionError(reason: "\(path): \(error)"))
         }
         var usable: [CertificateRevocationList] = []
         for crl in parsed {

@@ -74,16 +74,20 @@ extension TLSListener {
         guard let bytes = FileDescriptor.readFile(stapling.path, limit: 1 << 20) else {
             return kept
         }
-        switch OCSP.validate(bytes, certificate: stapling.certificate, issuer: stapling.issuer, now: Int64(time(nil))) {
-        case .success(let response):
+        let verdict = OCSP.verify(
+            bytes, certificate: stapling.certificate, issuer: stapling.issuer, now: Int64(time(nil)))
+        switch verdict {
+        case .success(let response) where response.certificateStatus == .good:
             return .stapled(LoadedStaple(identity: identity, certificateSerial: serial, response: response))
-        case .failure(let error) where error.isRevoked || error.isUnknownStatus:
-            // Signed by the issuer or its responder and about our certificate (checked before the status): the
-            // certificate must not be vouched for any more, whatever the previous staple said.
+        case .success(let response):
+            // Signed by the issuer or its responder, about our certificate, inside its window: the certificate must
+            // not be vouched for any more, whatever the previous staple said.
+            let reason = "the responder says \(response.certificateStatus.name)"
+                + (response.certificateStatus.revocationDetail.map { " (\($0))" } ?? "")
             logger.error(
                 "OCSP staple withdrawn: the responder no longer says good",
-                metadata: ["ocsp.file": "\(stapling.path)", "ocsp.status": "\(error)", "tls.certificate_serial": "\(serial)"])
-            return .withdrawn(identity: identity, certificateSerial: serial, reason: error.description)
+                metadata: ["ocsp.file": "\(stapling.path)", "ocsp.status": "\(reason)", "tls.certificate_serial": "\(serial)"])
+            return .withdrawn(identity: identity, certificateSerial: serial, reason: reason)
         case .failure(let error):
             logger.warning(
                 "OCSP response rejected, keeping the last good one",
@@ -131,10 +135,11 @@ extension TLSListener {
     }
 }
 
-extension OCSPValidationError {
-    /// Whether the responder said it does not know the certificate.
-    fileprivate var isUnknownStatus: Bool {
-        if case .unknown = self { return true }
-        return false
+extension OCSPCertificateStatus {
+    /// "revoked at …, reason …" for a revocation, nil otherwise.
+    fileprivate var revocationDetail: String? {
+        guard case .revoked(let at, let reason) = self else { return nil }
+        let parts = [at.map { "revoked at " + Timestamp.iso8601($0) }, reason.map { "reason " + $0 }].compactMap { $0 }
+        return parts.isEmpty ? nil : parts.joined(separator: ", ")
     }
 }

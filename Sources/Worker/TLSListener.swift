@@ -89,11 +89,18 @@ final class TLSListener: Sendable {
         }
     }
 
+    /// `crl_cache_max_entries`: a CRL file with more revoked entries is refused.
+    let maximumCRLEntries: Int
+
     /// Loads the identity, the CA bundle and every CRL that applies, and builds the first context. Blocking.
-    init(listener: ListenerConfiguration, settings: TLSSettings, cacheLayout: CacheLayout, logger: Logger) throws {
+    init(
+        listener: ListenerConfiguration, settings: TLSSettings, cacheLayout: CacheLayout,
+        maximumCRLEntries: Int = CRLCacheSettings.defaultMaxEntries, logger: Logger
+    ) throws {
         self.listener = listener
         self.settings = settings
         self.cacheLayout = cacheLayout
+        self.maximumCRLEntries = maximumCRLEntries
         var logger = logger
         logger[metadataKey: "listener"] = "\(listener.identifier)"
         self.logger = logger
@@ -105,7 +112,9 @@ final class TLSListener: Sendable {
             settings: settings, identity: state.identity.identity, authorities: state.authorities.certificates,
             cacheLayout: cacheLayout, listenerName: listener.name, logger: logger)
         state.seen = Self.identities(of: Self.watchedFiles(settings: settings, cacheLayout: cacheLayout, listener: listener))
-        let context = try Self.build(&state, settings: settings, listener: listener, cacheLayout: cacheLayout, logger: logger)
+        let context = try Self.build(
+            &state, settings: settings, listener: listener, cacheLayout: cacheLayout,
+            maximumCRLEntries: maximumCRLEntries, logger: logger)
         self.state = NIOLockedValueBox(state)
         gate = TLSGate(context: context)
         onRevoked = Self.revocationAction(settings: settings, logger: logger)
@@ -162,7 +171,8 @@ final class TLSListener: Sendable {
         let context: TLSContext
         do {
             context = try Self.build(
-                &working, settings: settings, listener: listener, cacheLayout: cacheLayout, logger: logger)
+                &working, settings: settings, listener: listener, cacheLayout: cacheLayout,
+                maximumCRLEntries: maximumCRLEntries, logger: logger)
         } catch {
             logger.error("cannot rebuild the TLS context, keeping the previous one", metadata: ["error": "\(error)"])
             scheduleRetry(&working)
@@ -310,12 +320,14 @@ final class TLSListener: Sendable {
     /// Loads what changed of the CRLs and the staple into `working` and builds a context from it.
     private static func build(
         _ working: inout State, settings: TLSSettings, listener: ListenerConfiguration, cacheLayout: CacheLayout,
-        logger: Logger
+        maximumCRLEntries: Int, logger: Logger
     ) throws -> TLSContext {
         let identity = working.identity.identity
         let authorities = working.authorities.certificates
         let crls = settings.enableCRLCheck
-            ? refreshCRLs(&working, settings: settings, cacheLayout: cacheLayout, cas: authorities, logger: logger)
+            ? refreshCRLs(
+                &working, settings: settings, cacheLayout: cacheLayout, cas: authorities,
+                maximumEntries: maximumCRLEntries, logger: logger)
             : []
         working.staple = loadStaple(working.stapling, previous: working.staple, logger: logger)
         let staple = working.staple.stapled

@@ -139,7 +139,8 @@ public final class WorkerService: Sendable {
             do {
                 tlsListeners[listener.identifier] = try TLSListener(
                     listener: listener, settings: settings,
-                    cacheLayout: CacheLayout(root: configuration.node.cacheDirectory), logger: logger)
+                    cacheLayout: CacheLayout(root: configuration.node.cacheDirectory),
+                    maximumCRLEntries: configuration.crlCache.maxEntries, logger: logger)
             } catch {
                 let reason = "cannot set up TLS for \(listener.identifier): \(error)"
                 logger.critical("cannot set up TLS", metadata: ["listener": "\(listener.identifier)", "error": "\(error)"])

@@ -107,6 +107,19 @@ import Testing
             maxSessionExpiryInterval: .seconds(86_400), maxTopicAlias: 0, sharedSubscription: false))
     }
 
+    @Test func fetchRedirectsAndCRLEntryLimit() throws {
+        let defaults = try TestSupport.parse("")
+        #expect(defaults.node.fetchRedirects == .sameHost)
+        #expect(defaults.crlCache.maxEntries == 2_000_000)
+        let set = try TestSupport.parse("node.fetch_redirects = none\ncrl_cache_max_entries = 1000")
+        #expect(set.node.fetchRedirects == FetchRedirects.none)
+        #expect(set.crlCache.maxEntries == 1000)
+        #expect(try TestSupport.parse("node.fetch_redirects = any").node.fetchRedirects == .any)
+        #expect(TestSupport.error("node.fetch_redirects = elsewhere")?.hasPrefix(
+            "test.conf:1: node.fetch_redirects: ") == true)
+        #expect(TestSupport.error("crl_cache_max_entries = 0")?.hasPrefix("test.conf:1: crl_cache_max_entries: ") == true)
+    }
+
     @Test func metricsListenerOff() throws {
         #expect(try TestSupport.parse("node.metrics_listener = off").node.metricsListener == nil)
         #expect(try TestSupport.parse("node.metrics_listener = 9100").node.metricsListener

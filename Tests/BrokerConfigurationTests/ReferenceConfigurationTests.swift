@@ -105,8 +105,10 @@ import Testing
     }
 
     @Test func knownKeyListsAreComplete() {
-        #expect(ConfigurationLoader.knownGlobalKeys.count == 24)
+        #expect(ConfigurationLoader.knownGlobalKeys.count == 26)
         #expect(ConfigurationLoader.knownGlobalKeys.contains("node.fetch_refresh_floor"))
+        #expect(ConfigurationLoader.knownGlobalKeys.contains("node.fetch_redirects"))
+        #expect(ConfigurationLoader.knownGlobalKeys.contains("crl_cache_max_entries"))
         #expect(ConfigurationLoader.knownListenerSubkeys(for: .tcp) == [
             "allow_anonymous", "max_connections", "max_conn_rate", "backlog", "nodelay", "reuseaddr",
             "proxy_protocol", "proxy_protocol_timeout",

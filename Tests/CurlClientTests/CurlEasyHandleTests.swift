@@ -31,6 +31,10 @@ final class LoopbackHTTPServer: @unchecked Sendable {
                 self.send_response(302)
                 self.send_header("Location", "/crl.der" if n == 0 else f"/redirect/{n-1}")
                 self.send_header("Content-Length", "0"); self.end_headers(); return
+            if self.path == "/elsewhere":
+                self.send_response(302)
+                self.send_header("Location", "http://localhost:%d/crl.der" % self.server.server_address[1])
+                self.send_header("Content-Length", "0"); self.end_headers(); return
             if self.path == "/loop":
                 self.send_response(302); self.send_header("Location", "/loop"); self.send_header("Content-Length", "0")
                 self.end_headers(); return
@@ -159,6 +163,43 @@ final class LoopbackHTTPServer: @unchecked Sendable {
             #expect(error.message == "more than 3 redirects")
             #expect(error.url == server.url("/loop"))
         }
+    }
+
+    /// `localhost` and `127.0.0.1` are one machine but two host names: a redirect between them leaves the host.
+    @Test func redirectsToAnotherHostFollowThePolicy() throws {
+        for policy in [RedirectPolicy.sameHost, .none] {
+            do {
+                _ = try curl.perform(HTTPRequest(url: server.url("/elsewhere"), redirectPolicy: policy))
+                Issue.record("\(policy): a redirect to another host was followed")
+            } catch {
+                let target = "http://localhost:\(server.port)/crl.der"
+                #expect(error.refusedRedirect == target)
+                #expect(error.status == 302)
+                #expect(error.url == server.url("/elsewhere"))
+                let reason = policy == .none ? "redirects are not followed" : "another host"
+                #expect(error.message == "redirect to \(target) refused: \(reason)")
+            }
+        }
+        let followed = try curl.perform(HTTPRequest(url: server.url("/elsewhere"), redirectPolicy: .any))
+        #expect(followed.body.count == 2000)
+        #expect(followed.effectiveURL == "http://localhost:\(server.port)/crl.der")
+        // Within the host: followed unless redirects are off.
+        #expect(try curl.perform(HTTPRequest(url: server.url("/redirect/0"))).body.count == 2000)
+        #expect(throws: CurlError.self) {
+            try self.curl.perform(HTTPRequest(url: self.server.url("/redirect/0"), redirectPolicy: .none))
+        }
+    }
+
+    @Test func redirectRefusalsByURL() {
+        let policy = RedirectPolicy.sameHost
+        #expect(policy.refusal(from: "http://ca.example/a.crl", to: "https://CA.example:8443/b.crl") == nil)
+        #expect(policy.refusal(from: "http://ca.example/a.crl", to: "http://ca.example.evil/a.crl") == "another host")
+        #expect(policy.refusal(from: "http://127.0.0.1:80/a", to: "http://127.0.0.2:80/a") == "another host")
+        #expect(policy.refusal(from: "http://[::1]:80/a", to: "http://[::1]:81/a") == nil)
+        #expect(policy.refusal(from: "http://ca.example/a", to: "ftp://ca.example/a") == "not an http or https URL")
+        #expect(RedirectPolicy.any.refusal(from: "http://a/", to: "file:///etc/passwd") == "not an http or https URL")
+        #expect(RedirectPolicy.any.refusal(from: "http://a/", to: "https://b/") == nil)
+        #expect(RedirectPolicy.none.refusal(from: "http://a/", to: "http://a/b") == "redirects are not followed")
     }
 
     @Test func refusesOtherProtocols() {

@@ -46,6 +46,28 @@ import Testing
         #expect(nextUpdate - thisUpdate == 7 * 86_400)
     }
 
+    /// `crl_cache_max_entries`: counted from the encoding before OpenSSL parses, PEM or DER.
+    @Test func aCRLWithMoreEntriesThanTheLimitIsRefusedBeforeParsing() throws {
+        for path in [pki.crl4097, pki.crl4097DER] {
+            let body = try TestFiles.bytes(path)
+            let refused = CRLAcceptance.check(
+                body, authorities: authorities, publishedNumber: nil, maximumEntries: 0, now: now)
+            let text = reason(refused)
+            #expect(text == "the CRL lists 1 revoked entries, more than crl_cache_max_entries (0)", "\(text ?? "")")
+            let accepted = CRLAcceptance.check(
+                body, authorities: authorities, publishedNumber: nil, maximumEntries: 1, now: now)
+            #expect(throws: Never.self) { try accepted.get() }
+        }
+    }
+
+    @Test func anAcceptedCRLNamesItsLineage() throws {
+        let newer = try check(pki.crl4097).get()
+        let older = try check(pki.crl4096).get()
+        #expect(newer.lineage == older.lineage)
+        #expect(newer.lineage.issuerDN == "O=Gatehouse,CN=Fetcher Test CA")
+        #expect(newer.lineage.scope == "all")
+    }
+
     @Test func aDERCRLIsAcceptedUnchanged() throws {
         let der = try TestFiles.bytes(pki.crl4097DER)
         let accepted = try check(pki.crl4097DER).get()

@@ -7,6 +7,7 @@ import Testing
         "kind", "source_url", "origin", "listener", "file", "fetched_at", "published_at", "this_update",
         "next_update", "crl_number", "etag", "last_modified", "sha256", "last_attempt", "last_error",
         "consecutive_failures", "next_attempt", "issuer", "entries", "certificate", "cert_status", "produced_at",
+        "revoked_at", "revocation_reason",
     ]
 
     func full() -> CacheItemMetadata {
@@ -28,7 +29,9 @@ import Testing
         metadata.issuer = "CN=Root,O=Example"
         metadata.entries = 1_000_000
         metadata.certificate = "CN=localhost serial 1F"
-        metadata.certStatus = "good"
+        metadata.certStatus = "revoked"
+        metadata.revokedAt = 1_764_398_000
+        metadata.revocationReason = "keyCompromise"
         metadata.producedAt = 1_764_399_500
         return metadata
     }
@@ -76,7 +79,7 @@ import Testing
         #expect(nulls == [
             "listener", "fetched_at", "published_at", "this_update", "next_update", "crl_number", "etag",
             "last_modified", "sha256", "last_attempt", "last_error", "next_attempt", "issuer", "entries", "certificate",
-            "cert_status", "produced_at",
+            "cert_status", "produced_at", "revoked_at", "revocation_reason",
         ])
         #expect((json["consecutive_failures"] as? NSNumber)?.intValue == 0)
         #expect(CacheItemMetadata.read(path) == metadata)

@@ -28,7 +28,9 @@ import Testing
         try? FileManager.default.removeItem(atPath: layout.root)
     }
 
-    func crlJob(metadata: CacheItemMetadata? = nil, maximumSize: Int = 1 << 20) -> FetchJob {
+    func crlJob(
+        metadata: CacheItemMetadata? = nil, maximumSize: Int = 1 << 20, floors: CRLFloors? = nil
+    ) -> FetchJob {
         let source = FetchSource(kind: .crl, url: crlURL, origin: .configured)
         let fresh = CacheItemMetadata(
             kind: .crl, sourceURL: crlURL, origin: .configured, listener: nil,
@@ -36,7 +38,7 @@ import Testing
         return FetchJob(
             source: source, metadata: metadata ?? fresh, layout: layout,
             settings: FetchSettings(crlTimeout: .seconds(5), maximumSize: maximumSize, httpsCABundle: nil),
-            authorities: authorities, stapling: nil)
+            authorities: authorities, stapling: nil, floors: floors)
     }
 
     var crlPath: String { layout.crlFile(forURL: crlURL) }
@@ -214,6 +216,43 @@ import Testing
         #expect(second.metadata.crlNumber == "4097")
     }
 
+    /// The floor outlives what the cache knows: with the sidecar no longer matching (or the cache gone), an older
+    /// CRL is still a rollback; the same CRL again is not.
+    @Test func anOlderCRLIsARollbackEvenWhenTheCacheNoLongerVouches() throws {
+        let floors = CRLFloors.load(path: layout.root + "/crl-floors.json").0
+        try server.serve(file: pki.crl4097, as: "a.crl")
+        let first = crlJob(floors: floors).run()
+        guard case .published = first.outcome else {
+            Issue.record("first fetch did not publish: \(first.outcome)")
+            return
+        }
+        #expect(first.floorSaveError == nil)
+        var lost = first.metadata
+        lost.sha256 = nil
+        try server.serve(file: pki.crl4096, as: "a.crl")
+        let second = crlJob(metadata: lost, floors: floors).run()
+        guard case .invalid(let text) = failure(second) else {
+            Issue.record("expected a rollback, got \(second.outcome)")
+            return
+        }
+        #expect(text.hasPrefix("rollback: cRLNumber 4096"), "\(text)")
+        #expect(text.contains("older than cRLNumber 4097"), "\(text)")
+        #expect(try TestFiles.bytes(crlPath) == (try TestFiles.bytes(pki.crl4097DER)))
+
+        // Without floors the same fetch publishes the older CRL: what the floors are for.
+        let unguarded = crlJob(metadata: lost).run()
+        guard case .published = unguarded.outcome else {
+            Issue.record("expected the old behaviour to publish, got \(unguarded.outcome)")
+            return
+        }
+        try server.serve(file: pki.crl4097, as: "a.crl")
+        let third = crlJob(metadata: lost, floors: floors).run()
+        guard case .published = third.outcome else {
+            Issue.record("the current CRL again was refused: \(third.outcome)")
+            return
+        }
+    }
+
     @Test func aPublishedFileThatDoesNotMatchItsMetadataIsFetchedUnconditionally() throws {
         let first = try publishFirst()
         var stale = first.metadata
@@ -267,8 +306,8 @@ import Testing
     func ocspJob(certificate: String, metadata: CacheItemMetadata? = nil) throws -> FetchJob {
         let responder = server.url("/ocsp")
         let target = StaplingTarget(
-            listener: "external", certificate: try #require(try X509Certificate.load(file: certificate).first),
-            issuer: try #require(authorities.first), responderURL: responder,
+            listener: "external", certificatePath: certificate, issuerPath: pki.ca, caBundlePath: nil,
+            configuredResponderURL: responder, responderURL: responder,
             schedule: FetchSchedule(interval: .seconds(60), floor: .seconds(1)), httpTimeout: .seconds(5))
         let fresh = CacheItemMetadata(kind: .ocsp, sourceURL: responder, origin: .stapling, listener: "external",
                                       file: "ocsp/external.der")
@@ -331,15 +370,49 @@ import Testing
         #expect(Array(request) == expected)
     }
 
-    @Test func aRevokedServerCertificateIsAFailureMarkedRevoked() throws {
+    /// A verified REVOKED answer is published (the workers withdraw the staple when they see it), with its
+    /// status, time and reason in the metadata.
+    @Test func aRevokedServerCertificateIsPublishedAsRevoked() throws {
         try server.serve(file: pki.revokedOCSP, as: "ocsp")
         let result = try ocspJob(certificate: pki.revoked).run()
-        guard case .revoked(let text) = failure(result) else {
-            Issue.record("expected .revoked, got \(result.outcome)")
+        guard case .published(let details) = result.outcome else {
+            Issue.record("expected a publish, got \(result.outcome)")
             return
         }
-        #expect(text.contains("revoked"), "\(text)")
-        #expect(!FileManager.default.fileExists(atPath: layout.ocspFile(listener: "external")))
+        guard case .revoked(let at, let reason) = details.certificateStatus else {
+            Issue.record("expected revoked, got \(String(describing: details.certificateStatus))")
+            return
+        }
+        #expect(reason == "keyCompromise")
+        #expect(at != nil)
+        let path = layout.ocspFile(listener: "external")
+        #expect(try TestFiles.bytes(path) == (try TestFiles.bytes(pki.revokedOCSP)))
+        #expect(result.metadata.certStatus == "revoked")
+        #expect(result.metadata.revocationReason == "keyCompromise")
+        #expect(result.metadata.revokedAt == at.map(Double.init))
+        #expect(CacheItemMetadata.read(layout.ocspMetadataFile(listener: "external")) == result.metadata)
+        #expect(result.metadata.consecutiveFailures == 0 && result.metadata.lastError == nil)
+    }
+
+    /// A certfile that does not parse (being rewritten) is a clear failure; the published response stays.
+    @Test func anUnreadableCertfileFailsClearly() throws {
+        try server.serve(file: pki.serverOCSP, as: "ocsp")
+        let first = try ocspJob(certificate: pki.server).run()
+        guard case .published = first.outcome else {
+            Issue.record("expected a publish, got \(first.outcome)")
+            return
+        }
+        let half = pki.directory + "/half.pem"
+        let pem = try TestFiles.bytes(pki.server)
+        try TestFiles.write(Array(pem.prefix(pem.count / 2)), to: half)
+        let second = try ocspJob(certificate: half, metadata: first.metadata).run()
+        guard case .invalid(let text) = failure(second) else {
+            Issue.record("expected .invalid, got \(second.outcome)")
+            return
+        }
+        #expect(text.contains("cannot read the server certificate") && text.contains(half), "\(text)")
+        #expect(try TestFiles.bytes(layout.ocspFile(listener: "external")) == (try TestFiles.bytes(pki.serverOCSP)))
+        #expect(server.requests == ["POST /ocsp -"])
     }
 
     @Test func anOCSPResponseAboutAnotherCertificateIsRefused() throws {

@@ -144,10 +144,9 @@ import Testing
 
         // OCSP: a valid response padded past the responder cap never reaches validation.
         let responder = server.url("/ocsp")
-        let issuer = try #require(authorities.first)
         let target = StaplingTarget(
-            listener: "fuzz", certificate: try #require(try X509Certificate.load(file: pki.server).first),
-            issuer: issuer, responderURL: responder,
+            listener: "fuzz", certificatePath: pki.server, issuerPath: pki.ca, caBundlePath: nil,
+            configuredResponderURL: responder, responderURL: responder,
             schedule: FetchSchedule(interval: .seconds(60), floor: .seconds(1)), httpTimeout: .seconds(20))
         let padded = ocspDER + [UInt8](repeating: 0, count: FetchSettings.maximumOCSPResponseSize + 1 - ocspDER.count)
         try server.serve(padded, as: "ocsp")

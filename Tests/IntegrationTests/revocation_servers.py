@@ -6,14 +6,16 @@
   Every request is logged per path (method, status, request headers, response headers, body bytes sent, whether
   the body was sent completely). Per-path faults: `slow` (seconds before answering), `throttle` (bytes per second
   while sending the body), `status` (e.g. 500), `body` (served instead of the file, e.g. garbage) and `redirect`
-  (302 to another path, or to itself for a loop).
+  (302 to another path, or to itself for a loop, or to a full URL such as another server's). `host` binds another
+  loopback address (e.g. 127.0.0.2, a second host for redirect tests).
 - `OCSPResponder`: a threaded HTTP server on 127.0.0.1:<free port> taking RFC 6960 requests by POST
   (application/ocsp-request) or GET (/<url-encoded base64 DER>) and answering each with a response made by the real
   `openssl ocsp -index <CA index.txt> -CA <ca.pem> -rsigner <cert> -rkey <key> -reqin <req> -respout <resp>`
   (`openssl ocsp -port` binds every interface, hence this wrapper). Options choose the signer (the CA itself or a
   delegated responder, with or without id-kp-OCSPSigning), the validity (`-ndays` / `-nmin`), an expired response
   (openssl's response with its times moved into the past and re-signed by the same key with `openssl dgst`), an
-  answer about another certificate, or a fixed response (e.g. `TRY_LATER`).
+  answer about another certificate, or a fixed response (e.g. `TRY_LATER`), extra certificates in the response
+  (`-rother`), or a redirect elsewhere.
 
 Both servers run in threads of the test process, bind loopback only and must be stopped (`stop()`); every wait in
 them is bounded and interrupted by `stop()`.
@@ -79,12 +81,13 @@ class _Server(ThreadingHTTPServer):
 class CRLServer:
     """See the module docstring. `serve(path, file)` registers a path and returns its URL."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self._lock = threading.Lock()
         self._routes: dict[str, Route] = {}
         self._log: dict[str, list[Request]] = {}
         self._stopping = threading.Event()
-        self._httpd = _Server(("127.0.0.1", 0), self._handler_class())
+        self.host = host
+        self._httpd = _Server((host, 0), self._handler_class())
         self.port: int = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         name=f"crl-server-{self.port}", daemon=True)
@@ -94,7 +97,7 @@ class CRLServer:
     # ----- configuration
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
     def serve(self, path: str, file: Path, **faults) -> str:
         """Serve `file` (re-read per request) at `path`; `faults` as in `fault`. Returns the URL."""
@@ -152,7 +155,7 @@ class CRLServer:
         return [r.status for r in self.requests(path)]
 
     def describe(self) -> str:
-        out = [f"CRLServer 127.0.0.1:{self.port}"]
+        out = [f"CRLServer {self.host}:{self.port}"]
         with self._lock:
             for path, reqs in self._log.items():
                 for r in reqs:
@@ -239,7 +242,8 @@ class CRLServer:
                 if route.slow > 0 and server._stopping.wait(route.slow):
                     raise _Stopped()
                 if route.redirect is not None:
-                    self._send(rec, 302, {"Location": server.url(route.redirect)}, b"")
+                    target = route.redirect if "://" in route.redirect else server.url(route.redirect)
+                    self._send(rec, 302, {"Location": target}, b"")
                     return
                 if route.status is not None and route.status != 200:
                     self._send(rec, route.status, {"Content-Type": "text/plain"},
@@ -396,11 +400,14 @@ class OCSPResponder:
     (seconds: answer with a response whose nextUpdate is that far ahead, shorter than `openssl ocsp` can make), `about` (a
     certificate path: answer about that certificate, whatever was asked), `canned` (these bytes, whatever was
     asked), `index` (the CA database to answer from; default the CA's index.txt), `http_status` (answer that
-    HTTP status instead), `allow_post` (False: POST gets 405 Method Not Allowed, only GET is answered).
+    HTTP status instead), `allow_post` (False: POST gets 405 Method Not Allowed, only GET is answered), `rother`
+    (a PEM file of extra certificates `openssl ocsp -rother` puts into the response next to the signer's),
+    `redirect` (a URL: answer every request with 307 Temporary Redirect to it). `host` binds another loopback
+    address.
     """
 
     def __init__(self, ca: pki.CA, workdir: Path, signer: pki.Cert | None = None, ndays: int = 1,
-                 nmin: int | None = None) -> None:
+                 nmin: int | None = None, host: str = "127.0.0.1") -> None:
         self.ca = ca
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -414,13 +421,15 @@ class OCSPResponder:
         self.index: Path | None = None
         self.http_status: int | None = None
         self.allow_post = True
+        self.rother: Path | None = None
+        self.redirect: str | None = None
         self._lock = threading.Lock()
         self._seq = itertools.count()
         self.log: list[OCSPRequestRecord] = []
         self.stopped = False
-        self._httpd = _Server(("127.0.0.1", 0), self._handler_class())
+        self._httpd = _Server((host, 0), self._handler_class())
         self.port: int = self._httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}/"
+        self.url = f"http://{host}:{self.port}/"
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         name=f"ocsp-responder-{self.port}", daemon=True)
         self._thread.start()
@@ -452,10 +461,11 @@ class OCSPResponder:
         signer_cert = self.signer.cert if self.signer is not None else self.ca.cert
         signer_key = self.signer.key if self.signer is not None else self.ca.key
         validity = ["-nmin", str(self.nmin)] if self.nmin is not None else ["-ndays", str(self.ndays)]
+        other = ["-rother", str(self.rother)] if self.rother is not None else []
         try:
             pki.openssl("ocsp", "-index", str(self.index or self.ca.dir / "index.txt"), "-CA", str(self.ca.cert),
                         "-rsigner", str(signer_cert), "-rkey", str(signer_key), "-reqin", str(req),
-                        "-respout", str(resp), *validity)
+                        "-respout", str(resp), *validity, *other)
             der = resp.read_bytes()
         finally:
             req.unlink(missing_ok=True)
@@ -504,8 +514,12 @@ class OCSPResponder:
                     responder.log.append(rec)
                 self.close_connection = True
                 status, ctype = 200, "application/ocsp-response"
+                headers: dict[str, str] = {}
                 try:
-                    if responder.http_status is not None:
+                    if responder.redirect is not None:
+                        status, ctype, out = 307, "text/plain", b"moved\n"
+                        headers["Location"] = responder.redirect
+                    elif responder.http_status is not None:
                         status, ctype, out = responder.http_status, "text/plain", b"fault injected\n"
                     elif method == "POST" and not responder.allow_post:
                         status, ctype, out = 405, "text/plain", b"POST not allowed here, use GET\n"
@@ -520,6 +534,8 @@ class OCSPResponder:
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", ctype)
+                    for k, v in headers.items():
+                        self.send_header(k, v)
                     self.send_header("Content-Length", str(len(out)))
                     self.send_header("Connection", "close")
                     self.end_headers()

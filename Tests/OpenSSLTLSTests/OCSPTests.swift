@@ -98,6 +98,69 @@ struct OCSPTests {
         #expect(error.description.contains("revoked"))
     }
 
+    @Test("verify accepts a revoked answer that passes every other check, with its time and reason")
+    func verifyRevoked() throws {
+        let der = try rootResponse(for: pki.revoked)
+        let verified = try OCSP.verify(
+            der, certificate: try TestHelpers.certificate(pki.revoked), issuer: try TestHelpers.certificate(pki.root),
+            now: now
+        ).get()
+        guard case .revoked(let at, let reason) = verified.certificateStatus else {
+            Issue.record("expected revoked, got \(verified.certificateStatus)")
+            return
+        }
+        #expect(abs((at ?? 0) - now) < 600)
+        #expect(reason == "keyCompromise")
+        #expect(verified.certificateStatus.name == "revoked")
+        #expect(verified.derBytes == der)
+        #expect(verified.isSignedByIssuer)
+        #expect(verified.signerDER == (try TestHelpers.certificate(pki.root)).derBytes)
+        // The same checks still apply: past its nextUpdate, a revoked answer is refused like a good one.
+        let stale = OCSP.verify(
+            der, certificate: try TestHelpers.certificate(pki.revoked), issuer: try TestHelpers.certificate(pki.root),
+            now: now + 2 * 86_400)
+        guard case .outsideValidity = stale.failure else {
+            Issue.record("expected outsideValidity, got \(stale)")
+            return
+        }
+    }
+
+    @Test("verify accepts an unknown answer; a forged one is still refused")
+    func verifyUnknown() throws {
+        let der = try rootResponse(for: pki.unindexed)
+        let verified = try OCSP.verify(
+            der, certificate: try TestHelpers.certificate(pki.unindexed),
+            issuer: try TestHelpers.certificate(pki.root), now: now
+        ).get()
+        #expect(verified.certificateStatus == .unknown)
+        let request = try OCSP.request(certificate: try TestHelpers.certificate(pki.revoked),
+                                       issuer: try TestHelpers.certificate(pki.root))
+        let forged = try pki.respond(to: request, index: pki.rootIndex, ca: pki.root, signer: pki.impostor,
+                                     signerKey: pki.impostorKey)
+        let result = OCSP.verify(
+            forged, certificate: try TestHelpers.certificate(pki.revoked),
+            issuer: try TestHelpers.certificate(pki.root), now: now)
+        guard case .signature = result.failure else {
+            Issue.record("expected .signature, got \(result)")
+            return
+        }
+    }
+
+    @Test("verify names a delegated signer")
+    func verifyDelegatedSigner() throws {
+        let request = try OCSP.request(certificate: try TestHelpers.certificate(pki.server),
+                                       issuer: try TestHelpers.certificate(pki.root))
+        let der = try pki.respond(to: request, index: pki.rootIndex, ca: pki.root, signer: pki.responder,
+                                  signerKey: pki.responderKey)
+        let verified = try OCSP.verify(
+            der, certificate: try TestHelpers.certificate(pki.server), issuer: try TestHelpers.certificate(pki.root),
+            now: now
+        ).get()
+        #expect(verified.certificateStatus == .good)
+        #expect(!verified.isSignedByIssuer)
+        #expect(verified.signerDER == (try TestHelpers.certificate(pki.responder)).derBytes)
+    }
+
     @Test("a certificate missing from the responder's index is unknown")
     func unknownSerial() throws {
         let der = try rootResponse(for: pki.unindexed)
