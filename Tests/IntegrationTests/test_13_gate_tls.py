@@ -461,3 +461,16 @@ def test_rotated_certificate_is_never_served_with_the_old_staple(tls_node, own_p
     while _staple(node)[0] != second.serial:
         assert time.monotonic() < deadline, "the new certificate's response was never stapled"
         time.sleep(0.2)
+
+
+def test_crlfile_with_too_many_entries_is_refused_before_parsing(tls_node, own_pki):
+    """`crl_cache_max_entries` bounds what a worker parses too (a `crlfile` is read by the worker itself)."""
+    p = own_pki
+    pki.revoke_many(p.root, 5)
+    crlfile = p.root.gencrl(p.dir / "big.pem")
+    good = p.dir / "good.pem"
+    node = tls_node(p, crlfiles=[crlfile], crls={"root.pem": p.root.gencrl(good)},
+                    extra=["crl_cache_max_entries = 3"])
+    node.start()
+    lines = node.wait_log(REJECTED, revocation__file=str(crlfile))
+    assert "more than crl_cache_max_entries (3)" in lines[-1].fields.get("error", ""), lines[-1].raw
