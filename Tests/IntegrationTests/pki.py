@@ -752,7 +752,8 @@ class TLSNode:
             if not behind:
                 return
             if time.monotonic() >= deadline:
-                raise AssertionError(f"no {RELOADED!r} / {REJECTED!r} log line from {', '.join(behind)} within {timeout}s")
+                raise AssertionError(
+                    f"no {RELOADED!r} / {REJECTED!r} log line from {', '.join(behind)} within {timeout}s")
             time.sleep(0.02)
 
     def reload_marks(self) -> int:

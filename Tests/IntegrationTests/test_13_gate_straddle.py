@@ -21,7 +21,6 @@ both). The first tests check the stepper itself against the broker: a good clien
 
 from __future__ import annotations
 
-import time
 
 import pytest
 

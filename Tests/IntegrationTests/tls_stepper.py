@@ -142,6 +142,7 @@ class TLSStepper:
         self.obj._stepper = self  # for the message callback
         self.offered_session = session is not None
         self.sock: socket.socket | None = None
+        self.local_port: int | None = None
         self._out = bytearray()
         self.queue: list[Record] = []
         self.records: list[Record] = []  # every record, sent or queued
@@ -220,7 +221,8 @@ class TLSStepper:
             "name": self.name, "version": self.version, "handshake_done": self.handshake_done,
             "resumed": self.session_reused, "alert": self.alert, "alert_name": self.alert_name, "error": self.error,
             "connack": None if self.connack is None else self.connack.code, "close_notify": self.close_notify,
-            "eof": self.eof, "reset": self.reset, "send_failed": self.send_failed, "records": [repr(r) for r in self.records],
+            "eof": self.eof, "reset": self.reset, "send_failed": self.send_failed,
+            "records": [repr(r) for r in self.records],
             "ticket": self.ticket_received,
         }
 
@@ -240,6 +242,7 @@ class TLSStepper:
         self.sock = socket.create_connection((self.host, self.port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.setblocking(False)
+        self.local_port = self.sock.getsockname()[1]
         self._event(f"tcp connected {self.sock.getsockname()} -> {self.port}")
         self._drive()
         return self
