@@ -408,7 +408,9 @@ class Adversary:
     def act_resume(self) -> None:
         if not self.sessions:
             return self.act_connect()
-        saved_at, pc, version, session = self.rng.choice(self.sessions)
+        # Half the time the newest session (most likely still resumable: every reload starts new ticket keys).
+        newest = self.rng.random() < 0.5
+        saved_at, pc, version, session = self.sessions[-1] if newest else self.rng.choice(self.sessions)
         self.make_room()
         self.start(pc, version, session=session, age=time.monotonic() - saved_at, records=3)
 
@@ -506,6 +508,12 @@ class Adversary:
             a.stepper.disconnect()
         a.stepper.close()
         a.done = True
+        # Statistics only: a handshake that was in flight when its certificate's CRL came into force everywhere.
+        since = self.view.everywhere_since(a.pc.revoked_in) if a.pc.revoked_in is not None else None
+        last = a.stepper.last_handshake_record_sent_at
+        if since is not None and a.stepper.events and self.wall(a.stepper.events[0].at) < since and (
+                last is None or self.wall(last) > since):
+            self.count("straddled a revocation")
 
     def pump(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
