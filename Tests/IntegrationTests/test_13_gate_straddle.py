@@ -70,6 +70,23 @@ def test_13_stepper_good_client_gets_connack_0(tls_node, own_pki, version, mqtt)
 
 
 @VERSIONS
+def test_13_stepper_pauses_before_a_record(tls_node, own_pki, version):
+    """`run(pause_before=k, pause_for=t)` holds record k (here Finished) for t seconds; the server waits."""
+    node = _node(tls_node, own_pki, version)
+    s = _stepper(node, own_pki.clients["alice"], version)
+    finished = 5 if version == "1.2" else 4
+    try:
+        s.run(pause_before=finished, pause_for=0.5, mqtt={"client_id": f"step-pause-{version}"})
+        assert s.connack is not None and s.connack.code == 0, _describe(s)
+        held, before = s.records[finished], s.records[finished - 1]
+        assert held.label == "FINISHED", _describe(s)
+        assert held.sent_at is not None and before.sent_at is not None and held.sent_at - before.sent_at >= 0.5, (
+            _describe(s))
+    finally:
+        s.close()
+
+
+@VERSIONS
 def test_13_stepper_revoked_client_gets_alert_44(tls_node, own_pki, version):
     p = own_pki
     p.root.revoke(p.clients["bob"])

@@ -50,7 +50,7 @@ import pytest
 import pki
 import revocation_servers as rs
 from test_10_stapling import Handshake
-from tls_stepper import TLSStepper
+from tls_stepper import TLSStepper, release_contexts
 
 SEED = int(os.environ.get("GATEHOUSE_ADVERSARIAL_SEED", "20261203"))
 SECONDS = float(os.environ.get("GATEHOUSE_ADVERSARIAL_SECONDS", "60"))
@@ -59,6 +59,7 @@ SECONDS = float(os.environ.get("GATEHOUSE_ADVERSARIAL_SECONDS", "60"))
 SOURCES = os.environ.get("GATEHOUSE_ADVERSARIAL_SOURCES", "http,crlfile").split(",")
 WORKERS = 2
 POOL = 12  # client certificates at the start
+REVOKED_KEPT = 12  # revoked certificates kept in the pool to try again (older ones are retired)
 MAX_CLIENTS = 12  # connections open at once (handshaking or connected)
 GRACE = 1.0  # (i): how long a revoked session may outlive the CRL in force
 MARGIN = 0.002  # log timestamps have millisecond resolution
@@ -433,11 +434,11 @@ class Adversary:
 
     def act_revoke(self) -> None:
         good = [c for c in self.pool if c.revoked_in is None]
-        paused = [a.pc for a in self.live() if not a.connected and a.pc.revoked_in is None]
+        in_flight = [a.pc for a in self.live() if not a.connected and a.pc.revoked_in is None]
         connected = [a.pc for a in self.live() if a.connected and a.pc.revoked_in is None]
         roll = self.rng.random()
-        if paused and roll < 0.6:
-            pc, why = self.rng.choice(paused), "its handshake is in flight"
+        if in_flight and roll < 0.6:
+            pc, why = self.rng.choice(in_flight), "its handshake is in flight"
         elif connected and roll < 0.8:
             pc, why = self.rng.choice(connected), "it is connected"
         elif good:
@@ -456,6 +457,15 @@ class Adversary:
         if sum(1 for c in self.pool if c.revoked_in is None) < 4:
             self.issue(2)
             self.say(f"issued {self.pool[-2].name}, {self.pool[-1].name}")
+        self.retire()
+
+    def retire(self) -> None:
+        """Keep the pool bounded: the oldest revoked certificates leave it, with their sessions and contexts."""
+        revoked = [c for c in self.pool if c.revoked_in is not None]
+        for old in revoked[:-REVOKED_KEPT]:
+            self.pool.remove(old)
+            self.sessions = [saved for saved in self.sessions if saved[1] is not old]
+            release_contexts(old.cert)
 
     def act_replay(self) -> None:
         self.view.read()

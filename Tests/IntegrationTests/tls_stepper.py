@@ -10,7 +10,7 @@ calls `on_pause` there, e.g. to revoke the client's certificate while its last f
 It works for TLS 1.2 and 1.3, with a client certificate, optionally resuming a session (`session=` an earlier
 stepper's `session`; in TLS 1.3 that is only usable after the server's NewSessionTicket was read, which `run`
 does before it returns a CONNACK; a session belongs to the `ssl.SSLContext` it came from, so `client_context`
-hands out one context per certificate and version). After the handshake it speaks MQTT 3.1.1 or 5 with the packet
+hands out one context per certificate and version, kept until `release_contexts`). After the handshake it speaks MQTT 3.1.1 or 5 with the packet
 builders and parsers of `mqtt_helpers`.
 
 It reports what happened, each with the monotonic time it happened: whether the handshake completed on the client
@@ -93,6 +93,13 @@ def client_context(cafile: Path, cert: pki.Cert | None, version: str | None) -> 
             ctx._msg_callback = _message_callback  # noqa: SLF001 - the only way to see alerts as they arrive
             _contexts[key] = ctx
         return ctx
+
+
+def release_contexts(cert: pki.Cert) -> None:
+    """Forget the contexts of a certificate no longer used (connections and sessions made with them keep theirs)."""
+    with _contexts_lock:
+        for key in [k for k in _contexts if k[1] == str(cert.cert)]:
+            del _contexts[key]
 
 
 def _message_callback(conn, direction, version, content_type, msg_type, data) -> None:
@@ -396,6 +403,8 @@ class TLSStepper:
 
     def mqtt_connect(self, client_id: str, version: int = 4, keepalive: int = 30, clean: bool = True,
                      props: dict | None = None, send: bool = True) -> None:
+        """Queue an MQTT CONNECT (MQTT 5: session expiry 0 unless `props` say otherwise); with `send`, send every
+        queued record now."""
         self.mqtt_version = version
         if version == 5 and props is None:
             props = {"SessionExpiryInterval": 0}
