@@ -646,15 +646,17 @@ class TLSNode:
     `node.cache_dir = <tmp>/cache`. `crls` are published into `<cache>/crl/` before the start.
 
     `version` ("1.2" / "1.3") restricts the listener's `tls_versions` and is the default for every client.
+    `workers` sets `node.worker_processes`; with more than one, `publish_crl` waits for every worker's reload.
     """
 
     def __init__(self, broker, pki: TestPKI, version: str | None = None, *, crl_check: bool = True,
                  crls: dict[str, Path] | None = None, cacertfile: Path | None = None,
                  crlfiles: Iterable[Path] = (), options: Iterable[str] = (), extra: Iterable[str] = (),
-                 anonymous: bool = True) -> None:
+                 anonymous: bool = True, workers: int = 1) -> None:
         import harness
 
         self.b = broker
+        self.workers = workers
         self.pki = pki
         self.version = version
         self.port = harness.free_port()
@@ -680,7 +682,7 @@ class TLSNode:
         if crlfiles:
             listener.append(f"{p}.crlfile = {','.join(str(f) for f in crlfiles)}")
         listener += [f"{p}.{o}" for o in options]
-        self.lines = broker.config_lines(workers=1, extra=[f"node.cache_dir = {self.cache}", *listener, *extra])
+        self.lines = broker.config_lines(workers=workers, extra=[f"node.cache_dir = {self.cache}", *listener, *extra])
         self.cache.mkdir(mode=0o700, exist_ok=True)
         self.crl_dir.mkdir(mode=0o700, exist_ok=True)
         for name, source in (crls or {}).items():
@@ -688,7 +690,7 @@ class TLSNode:
 
     def start(self) -> "TLSNode":
         self.b.write_config(lines=self.lines)
-        self.b.start_foreground(workers=1)
+        self.b.start_foreground(workers=self.workers)
         return self
 
     # ----- log
@@ -719,12 +721,40 @@ class TLSNode:
     def publish_crl(self, name: str, source: Path, wait: bool = True) -> float:
         """Publish into `<cache>/crl/<name>` like the fetcher; with `wait`, until the worker logged a reload (or a
         rejection). Returns the monotonic time of the rename."""
+        if self.workers > 1:
+            per_worker = self.reload_marks_by_worker()
+            publish(self.crl_dir, name, source)
+            t = time.monotonic()
+            if wait:
+                self.wait_reload_everywhere(per_worker)
+            return t
         before = len(self.lines_with(RELOADED)) + len(self.lines_with(REJECTED))
         publish(self.crl_dir, name, source)
         t = time.monotonic()
         if wait:
             self.wait_reload(before)
         return t
+
+    def reload_marks_by_worker(self) -> dict[str, int]:
+        """Reload / rejection lines per worker process tag (`worker/<slot>`), for every slot of this node."""
+        counts = {f"worker/{slot}": 0 for slot in range(self.workers)}
+        for line in parse_log(self.log()):
+            if line.message in (RELOADED, REJECTED) and line.process in counts:
+                counts[line.process] += 1
+        return counts
+
+    def wait_reload_everywhere(self, before: dict[str, int], timeout: float = 5.0) -> None:
+        """Wait until every worker logged a reload (or a rejection) after the counts in `before`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            now = self.reload_marks_by_worker()
+            behind = [w for w, n in before.items() if now.get(w, 0) <= n]
+            if not behind:
+                return
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"no {RELOADED!r} / {REJECTED!r} log line from {', '.join(behind)} within {timeout}s")
+            time.sleep(0.02)
 
     def reload_marks(self) -> int:
         return len(self.lines_with(RELOADED)) + len(self.lines_with(REJECTED))
