@@ -99,15 +99,6 @@ public enum RevocationClock {
 }
 
 extension CertificateRevocationList {
-    /// The lineage of a verified CRL; nil before `CRLSet.validate` (no verified signer) or for a scope that is
-    /// not supported.
-    public var lineage: CRLLineage? {
-        guard let signer = verifiedIssuer, let scope = try? CRLScope(pointer) else {
-            return nil
-        }
-        return CRLLineage(issuerDN: issuerDN, signerKeyDigest: SHA256.hex(signer.publicKeyBits), scope: scope.text)
-    }
-
     /// Whether this CRL is newer than `other` (`CRLOrder`); meaningful within one lineage.
     public func isNewer(than other: CertificateRevocationList) -> Bool {
         CRLOrder.compare(

@@ -74,8 +74,9 @@ public enum CRLSet {
         _ crl: CertificateRevocationList,
         cas: [X509Certificate]
     ) -> Result<CertificateRevocationList, CRLRejectionReason> {
+        let scope: CRLScope
         do throws(CRLRejectionReason) {
-            _ = try CRLScope(crl.pointer)
+            scope = try CRLScope(crl.pointer)
         } catch {
             return .failure(error)
         }
@@ -89,7 +90,7 @@ public enum CRLSet {
                 return .failure(CRLRejectionReason(
                     "CA \(candidate.subjectDN) may not sign CRLs (keyUsage lacks cRLSign)"))
             }
-            guard let verified = crl.verified(by: candidate) else {
+            guard let verified = crl.verified(by: candidate, scope: scope) else {
                 return .failure(CRLRejectionReason("out of memory"))
             }
             return .success(verified)

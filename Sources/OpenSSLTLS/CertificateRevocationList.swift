@@ -15,10 +15,20 @@ public final class CertificateRevocationList: @unchecked Sendable {
     let pointer: OpaquePointer
     /// The CA certificate whose key verified this CRL's signature, or nil if not verified yet.
     public let verifiedIssuer: X509Certificate?
+    /// Established with the signature (`CRLSet.verify`): the scope the CRL covers and its lineage, so that
+    /// nothing later walks the CRL's extensions and entries again.
+    let scope: CRLScope?
+    /// The lineage of a verified CRL (issuer, signing key, scope); nil before `CRLSet.validate`.
+    public let lineage: CRLLineage?
 
-    private init(taking pointer: OpaquePointer, verifiedIssuer: X509Certificate?) {
+    private init(
+        taking pointer: OpaquePointer, verifiedIssuer: X509Certificate?, scope: CRLScope? = nil,
+        lineage: CRLLineage? = nil
+    ) {
         self.pointer = pointer
         self.verifiedIssuer = verifiedIssuer
+        self.scope = scope
+        self.lineage = lineage
     }
 
     deinit {
@@ -165,13 +175,15 @@ public final class CertificateRevocationList: @unchecked Sendable {
         return result == 1
     }
 
-    /// A copy sharing the same `X509_CRL` that records `issuer` as its verified signer.
-    func verified(by issuer: X509Certificate) -> CertificateRevocationList? {
+    /// A copy sharing the same `X509_CRL` that records `issuer` as its verified signer and `scope`.
+    func verified(by issuer: X509Certificate, scope: CRLScope) -> CertificateRevocationList? {
         guard X509_CRL_up_ref(pointer) == 1 else {
             ERR_clear_error()
             return nil
         }
-        return CertificateRevocationList(taking: pointer, verifiedIssuer: issuer)
+        let lineage = CRLLineage(
+            issuerDN: issuerDN, signerKeyDigest: SHA256.hex(issuer.publicKeyBits), scope: scope.text)
+        return CertificateRevocationList(taking: pointer, verifiedIssuer: issuer, scope: scope, lineage: lineage)
     }
 
     /// Looks up a serial once so OpenSSL sorts the revoked list now (it does so lazily on the first lookup, which

@@ -325,12 +325,8 @@ public final class TLSContext: @unchecked Sendable {
             guard let signer = crl.verifiedIssuer else {
                 throw OpenSSLError(operation: "X509_CRL_verify", message: "CRL of \(crl.issuerDN) is unverified")
             }
-            let scope: CRLScope
-            do throws(CRLRejectionReason) {
-                scope = try CRLScope(crl.pointer)
-            } catch {
-                throw OpenSSLError(operation: "X509_CRL_get_ext_d2i",
-                                   message: "CRL of \(crl.issuerDN) rejected: \(error.text)")
+            guard let scope = crl.scope else {
+                throw OpenSSLError(operation: "X509_CRL_verify", message: "CRL of \(crl.issuerDN) has no verified scope")
             }
             try openSSLCall("X509_STORE_add_crl", "cannot add CRL of \(crl.issuerDN)") {
                 X509_STORE_add_crl(store, crl.pointer)

@@ -24,7 +24,7 @@ public struct TLSIdentity: Sendable {
             OpenSSLErrorQueue.clear()
             throw OpenSSLError(
                 operation: "X509_check_private_key",
-                message: "the private key does not match the certificate \(first.subjectDN) (serial \(first.serialHex))")
+                message: "private key does not match certificate \(first.subjectDN) (serial \(first.serialHex))")
         }
         self.chain = chain
         self.key = key
@@ -33,14 +33,21 @@ public struct TLSIdentity: Sendable {
     /// Reads `certfile` (PEM chain) and `keyfile`, and checks that they belong together. Blocking file reads: call
     /// off the event loops.
     public static func load(certificateChainPath: String, privateKeyPath: String) throws(OpenSSLError) -> TLSIdentity {
-        let chain = try X509Certificate.load(file: certificateChainPath)
+        let chain: [X509Certificate]
+        do {
+            chain = try X509Certificate.load(file: certificateChainPath)
+        } catch {
+            throw OpenSSLError(
+                operation: error.operation, message: "cannot load certificate chain \(certificateChainPath)",
+                openSSLErrors: error.openSSLErrors.isEmpty ? [error.message] : error.openSSLErrors)
+        }
         let key = try PrivateKey.load(file: privateKeyPath)
         do {
             return try TLSIdentity(chain: chain, key: key)
         } catch {
             throw OpenSSLError(
                 operation: error.operation,
-                message: "\(certificateChainPath) and \(privateKeyPath) do not belong together: \(error.message)")
+                message: "\(error.message): \(certificateChainPath) and \(privateKeyPath) do not belong together")
         }
     }
 }

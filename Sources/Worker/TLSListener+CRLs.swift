@@ -80,9 +80,9 @@ extension TLSListener {
         return crls
     }
 
-    /// Per lineage, the newest of the CRLs in force before and those the files hold now. A CRL in a file that just
-    /// changed and is older than the one in force for its lineage is refused and logged (a rollback); one that is
-    /// merely older than another source's is superseded quietly.
+    /// Per lineage, the newest of the CRLs in force before and those the files hold now (on a tie, the one just
+    /// loaded). A CRL in a file that just changed and is older than the one in force for its lineage is refused and
+    /// logged (a rollback); one that is merely older than another source's is superseded quietly.
     static func selectInForce(
         files: [String: LoadedFile], changed: Set<String>, previous: [CRLLineage: CRLInForce], logger: Logger
     ) -> [CRLLineage: CRLInForce] {
@@ -94,7 +94,10 @@ extension TLSListener {
                     inForce[lineage] = CRLInForce(crl: crl, path: path, source: file.source)
                     continue
                 }
-                if crl.isNewer(than: held.crl) {
+                // As new (same cRLNumber, or none and the same thisUpdate: CRLs issued within one second) and just
+                // loaded: the arrival replaces what it is as new as.
+                let isTie = !crl.isNewer(than: held.crl) && !held.crl.isNewer(than: crl)
+                if crl.isNewer(than: held.crl) || (isTie && changed.contains(path) && crl !== held.crl) {
                     inForce[lineage] = CRLInForce(crl: crl, path: path, source: file.source)
                 } else if held.crl.isNewer(than: crl), changed.contains(path),
                           previous[lineage].map({ $0.crl.isNewer(than: crl) }) ?? false

@@ -185,7 +185,13 @@ def assert_worker_uses_crl_revoking(node: pki.TLSNode, revoked: pki.Cert, good: 
     client is refused with "unable to get certificate CRL") and `revoked` is refused with alert 44."""
     wait_handshake(node, good, accepted=True)
     before = len(node.refusals(tls__serial=revoked.serial))
-    r = node.s_client(revoked)
+    # The fetcher's "CRL published" line comes before the worker has loaded the file (a big CRL takes a moment).
+    deadline = time.monotonic() + 10
+    while True:
+        r = node.s_client(revoked)
+        if r.refused or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert r.refused and r.alert == 44, f"{revoked.name} not refused with alert 44 (certificate revoked)\n{r}"
     line = node.wait_log(pki.REFUSED, more_than=before, tls__serial=revoked.serial)[-1]
     assert line.fields.get("tls.reason") == "certificate revoked", line.raw

@@ -276,16 +276,23 @@ def _replace(path: Path, source: Path) -> None:
     os.rename(tmp, path)
 
 
-def test_certificate_rotation_without_restart_and_mismatched_pair_kept_out(tls_node, own_pki, tmp_path):
-    p = own_pki
+def _live_identity(node: pki.TLSNode, tmp_path: Path) -> tuple[Path, Path]:
+    """Points the (not yet started) node's certfile and keyfile at copies of the server's, which a test replaces."""
+    p = node.pki
     live = tmp_path / "live"
     live.mkdir()
     cert, key = live / "server.pem", live / "server.key"
     cert.write_bytes(p.server.cert.read_bytes())
     key.write_bytes(p.server.key.read_bytes())
-    node = tls_node(p, crls={"root.pem": p.root.gencrl(p.dir / "crl1.pem")})
     node.lines = [line.replace(str(p.server.cert), str(cert)).replace(str(p.server.key), str(key))
                   for line in node.lines]
+    return cert, key
+
+
+def test_certificate_rotation_without_restart_and_mismatched_pair_kept_out(tls_node, own_pki, tmp_path):
+    p = own_pki
+    node = tls_node(p, crls={"root.pem": p.root.gencrl(p.dir / "crl1.pem")})
+    cert, key = _live_identity(node, tmp_path)
     node.start()
     worker_pid = harness.ready_workers(node.b.status())[0]["pid"]
     assert _served_serial(node) == p.server.serial
@@ -428,14 +435,8 @@ def test_rotated_certificate_is_never_served_with_the_old_staple(tls_node, own_p
     """The staple in the cache is about the old certificate; after a rotation it must not go out with the new one
     (before the fix the stapling identity was fixed at start: the new certificate went out with the old staple)."""
     p = own_pki
-    live = tmp_path / "live"
-    live.mkdir()
-    cert, key = live / "server.pem", live / "server.key"
-    cert.write_bytes(p.server.cert.read_bytes())
-    key.write_bytes(p.server.key.read_bytes())
     node = _stapling_node(tls_node, p)
-    node.lines = [line.replace(str(p.server.cert), str(cert)).replace(str(p.server.key), str(key))
-                  for line in node.lines]
+    cert, key = _live_identity(node, tmp_path)
     node.start()
     ocsp_dir = node.cache / "ocsp"
     good = _ocsp_response(p.root, p.server.cert, p.dir / "good.der")
@@ -474,3 +475,21 @@ def test_crlfile_with_too_many_entries_is_refused_before_parsing(tls_node, own_p
     node.start()
     lines = node.wait_log(REJECTED, revocation__file=str(crlfile))
     assert "more than crl_cache_max_entries (3)" in lines[-1].fields.get("error", ""), lines[-1].raw
+
+
+def test_crl_without_number_reissued_within_the_same_second_replaces_the_one_in_force(tls_node, own_pki):
+    """A CA without cRLNumber (EMQX's walkthrough CA has no crlnumber file) that revokes bob and reissues its CRL
+    within the same second: both CRLs are equally new by thisUpdate, and the one just published must win."""
+    p = own_pki
+    p.root.cnf.write_text("".join(l for l in p.root.cnf.read_text().splitlines(keepends=True)
+                                  if not l.startswith("crlnumber")))
+    at = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=1)
+    first = p.root.gencrl(p.dir / "first.pem", last_update=at, next_update=at + timedelta(days=1))
+    node = tls_node(p, crls={"root.pem": first}).start()
+    assert node.s_client(p.clients["bob"]).accepted
+    p.root.revoke(p.clients["bob"])
+    second = p.root.gencrl(p.dir / "second.pem", last_update=at, next_update=at + timedelta(days=1))
+    assert "X509v3 CRL Number" not in pki.openssl("crl", "-in", str(second), "-noout", "-text").stdout.decode()
+    node.publish_crl("root.pem", second)
+    r = node.s_client(p.clients["bob"])
+    assert r.alert == 44, f"bob still accepted: the CRL just published lost a tie to the one in force\n{r}"

@@ -141,13 +141,13 @@ struct X509CertificateAndContextTests {
             _ = try TLSContextConfiguration.loading(
                 certificateChainPath: "/nonexistent/chain.pem", privateKeyPath: pki.serverKey, caBundlePath: pki.caBundle)
         } throws: { error in
-            (error as? OpenSSLError)?.description.contains("/nonexistent/chain.pem") == true
+            (error as? OpenSSLError)?.description.hasPrefix("cannot load certificate chain /nonexistent/chain.pem") == true
         }
         #expect {
             _ = try TLSContextConfiguration.loading(
                 certificateChainPath: pki.server, privateKeyPath: pki.goodClientKey, caBundlePath: pki.caBundle)
         } throws: { error in
-            (error as? OpenSSLError)?.message.contains("the private key does not match the certificate") == true
+            (error as? OpenSSLError)?.message.contains("private key does not match certificate") == true
         }
         var badCiphers = try TLSContextConfiguration.loading(
             certificateChainPath: pki.server, privateKeyPath: pki.serverKey, caBundlePath: pki.caBundle)
