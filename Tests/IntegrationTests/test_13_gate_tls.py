@@ -493,3 +493,26 @@ def test_crl_without_number_reissued_within_the_same_second_replaces_the_one_in_
     node.publish_crl("root.pem", second)
     r = node.s_client(p.clients["bob"])
     assert r.alert == 44, f"bob still accepted: the CRL just published lost a tie to the one in force\n{r}"
+
+
+def test_must_staple_listener_refuses_handshakes_once_the_responder_says_revoked(tls_node, own_pki):
+    """A must-staple certificate (RFC 7633): once the responder says revoked, there is no valid staple, so every
+    handshake is refused (a client honouring must-staple would abort anyway), with one critical line."""
+    from test_10_stapling import issue_server
+
+    p = own_pki
+    must = issue_server(p.root, "must", must_staple=True)
+    node = _stapling_node(tls_node, p)
+    node.lines = [line.replace(str(p.server.cert), str(must.cert)).replace(str(p.server.key), str(must.key))
+                  for line in node.lines]
+    node.start()
+    ocsp_dir = node.cache / "ocsp"
+    pki.publish(ocsp_dir, f"{pki.LISTENER}.der", _ocsp_response(p.root, must.cert, p.dir / "good.der"))
+    node.wait_log("OCSP staple loaded", timeout=5)
+    assert node.s_client(p.clients["alice"]).accepted
+
+    p.root.revoke(must)
+    pki.publish(ocsp_dir, f"{pki.LISTENER}.der", _ocsp_response(p.root, must.cert, p.dir / "revoked.der"))
+    node.wait_log("must-staple certificate withdrawn by its OCSP responder: handshakes are refused", timeout=5)
+    r = node.s_client(p.clients["alice"])
+    assert r.refused, f"a must-staple certificate the responder says is revoked was still served\n{r}"
