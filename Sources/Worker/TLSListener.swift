@@ -164,8 +164,17 @@ final class TLSListener: Sendable {
                 metadata: ["revocation.file": "\(path)"])
         }
         working.retryPending = false
+        let before = (working.identity.certificateFile, working.identity.keyFile, working.authorities.file)
         var needsRetry = refreshIdentity(&working)
         needsRetry = refreshAuthorities(&working) || needsRetry
+        let after = (working.identity.certificateFile, working.identity.keyFile, working.authorities.file)
+        if seen == working.seen && before == after {
+            // A retry that found the same files still unusable: nothing to install (a new context would only
+            // cost every handshake in flight a second verification and every client its ticket).
+            if needsRetry { scheduleRetry(&working) }
+            state.withLockedValue { $0 = working }
+            return
+        }
         refreshStapling(&working)
         let previousStaple = working.staple
         let context: TLSContext
