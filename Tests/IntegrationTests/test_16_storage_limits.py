@@ -463,7 +463,8 @@ def test_13_stopped_peer_does_not_grow_a_worker(make_broker):
         print(f"[figures] storage while the peer is stopped: {[s.get('storage') for s in statistics]}")
     finally:
         os.kill(pids[1], signal.SIGCONT)
-    assert sampler.growth_mib(pids[0]) < 160, f"the publisher's worker grew without bound: {figures}"
+    # 64 MB kept for the peer, plus what is in flight through the worker.
+    assert sampler.growth_mib(pids[0]) < 100, f"the publisher's worker grew without bound: {figures}"
     assert _wait_hits(b, "node.max_peer_buffered_bytes") > 0
 
     # The link comes back: a new publish reaches the subscriber on the peer.
