@@ -52,7 +52,14 @@ let package = Package(
         ),
         .target(name: "CurlClient", dependencies: ["CCurl", "CCurlShims"]),
         .target(name: "RevocationCache", dependencies: ["COpenSSL", "ProcessSupport"]),
-        .target(name: "BrokerStore", dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
+        .target(
+            name: "BrokerStore",
+            dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"),
+                // Payloads stay in the ByteBuffers the broker shares: a snapshot of a session copies none of them.
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
 
         // MARK: Role libraries
         .target(
@@ -158,14 +165,17 @@ let package = Package(
         .testTarget(
             name: "WorkerTests",
             dependencies: [
-                "Worker", "MQTTBroker",
+                "Worker", "MQTTBroker", "WorkerCluster",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(
-            name: "BrokerStoreTests", dependencies: ["BrokerStore", .product(name: "GRDB", package: "GRDB.swift")]
+            name: "BrokerStoreTests",
+            dependencies: [
+                "BrokerStore", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOCore", package: "swift-nio"),
+            ]
         ),
         .testTarget(
             name: "FetcherTests",

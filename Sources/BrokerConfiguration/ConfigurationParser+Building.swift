@@ -37,9 +37,18 @@ extension ConfigurationParser {
             maxSize: global.integer("crl_cache_max_size"),
             maxEntries: global.integer("crl_cache_max_entries"),
             httpsCACertFile: global.optionalString("crl_cache_https_cacertfile"))
-        return GatehouseConfiguration(
+        var configuration = GatehouseConfiguration(
             sourcePath: sourcePath, node: node, log: log, mqtt: mqtt, authentication: authentication,
             crlCache: crlCache, listeners: listenerOrder.compactMap { listeners[$0].flatMap(buildListener) })
+        configuration.storage = StorageLimits(
+            maxQueuedBytes: global.integer("mqtt.max_queued_bytes"),
+            maxNodeQueuedBytes: global.integer("mqtt.max_node_queued_bytes"),
+            maxRetainedMessages: global.integer("mqtt.max_retained_messages"),
+            maxRetainedBytes: global.integer("mqtt.max_retained_bytes"),
+            maxSubscriptions: global.integer("mqtt.max_subscriptions"),
+            maxTopicLevels: global.integer("mqtt.max_topic_levels"),
+            maxPeerBufferedBytes: global.integer("node.max_peer_buffered_bytes"))
+        return configuration
     }
 
     private func buildListener(_ draft: ListenerDraft) -> ListenerConfiguration? {

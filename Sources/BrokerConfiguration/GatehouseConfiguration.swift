@@ -12,6 +12,8 @@ public struct GatehouseConfiguration: Sendable, Equatable {
     public var crlCache: CRLCacheSettings
     /// Listeners in the order they first appear in the file.
     public var listeners: [ListenerConfiguration]
+    /// The storage bounds (`mqtt.max_queued_bytes`, `mqtt.max_subscriptions`, `node.max_peer_buffered_bytes`, …).
+    public var storage = StorageLimits()
 
     public init(
         sourcePath: String, node: NodeSettings, log: LogSettings, mqtt: MQTTSettings,

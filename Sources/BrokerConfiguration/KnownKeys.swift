@@ -24,6 +24,9 @@ enum KnownKeys {
             "node.fetch_redirects", .choice(FetchRedirects.allCases.map(\.rawValue)),
             default: .string(FetchRedirects.sameHost.rawValue)),
         KeySpecification(
+            "node.max_peer_buffered_bytes", .size((1 << 20)...(1 << 30)),
+            default: .integer(StorageLimits.defaultMaxPeerBufferedBytes)),
+        KeySpecification(
             "node.metrics_listener", .addressOrOff,
             default: .address(ListenAddress(host: "127.0.0.1", port: 9469))),
         KeySpecification(
@@ -46,6 +49,22 @@ enum KnownKeys {
             default: .duration(.seconds(7200))),
         KeySpecification("mqtt.max_topic_alias", .integer(0...65535), default: .integer(65535)),
         KeySpecification("mqtt.shared_subscription", .boolean, default: .boolean(true)),
+        // Storage bounds (issue 15): sizes up to 1GB like every size key, counts far from the 64-bit limits.
+        KeySpecification(
+            "mqtt.max_queued_bytes", .size(1024...(1 << 30)), default: .integer(StorageLimits.defaultMaxQueuedBytes)),
+        KeySpecification(
+            "mqtt.max_node_queued_bytes", .size((1 << 20)...(1 << 30)),
+            default: .integer(StorageLimits.defaultMaxNodeQueuedBytes)),
+        KeySpecification(
+            "mqtt.max_retained_messages", .integer(1...100_000_000),
+            default: .integer(StorageLimits.defaultMaxRetainedMessages)),
+        KeySpecification(
+            "mqtt.max_retained_bytes", .size(1024...(1 << 30)),
+            default: .integer(StorageLimits.defaultMaxRetainedBytes)),
+        KeySpecification(
+            "mqtt.max_subscriptions", .integer(1...10_000_000), default: .integer(StorageLimits.defaultMaxSubscriptions)),
+        KeySpecification(
+            "mqtt.max_topic_levels", .integer(1...65535), default: .integer(StorageLimits.defaultMaxTopicLevels)),
         KeySpecification(
             "crl_cache_http_timeout", .duration(minimum: positive, maximum: hour), default: .duration(.seconds(15))),
         KeySpecification(

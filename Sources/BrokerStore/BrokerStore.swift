@@ -52,20 +52,66 @@ public final class BrokerStore: Sendable {
         }
         self.database = database
 
+        let writer = WriterState()
         batcher = WriteBatcher(path: path, interval: batchInterval, maximumPending: maximumBatchSize) {
             operations throws(BrokerStoreError) in
             do {
+                // A block of numbers reserved in a batch that fails is given back with it: keep the copy only
+                // once the batch committed.
+                var numbers = writer.numbers
                 try database.writeWithoutTransaction { db in
                     try db.inTransaction(.immediate) {
-                        try StoreWriter.apply(operations, to: db)
+                        try StoreWriter.apply(operations, to: db, numbers: &numbers)
                         return .commit
                     }
                 }
+                writer.numbers = numbers
             } catch {
                 throw Self.storeError(error, path: path, while: "committing \(operations.count) writes")
             }
+            Self.checkpointIfLarge(database, path: path)
         }
         batcher.start()
+    }
+
+    /// What only the writer thread touches between commits.
+    private final class WriterState: @unchecked Sendable {
+        // @unchecked: used by the commit closure only, which runs on the store's writer thread.
+        var numbers = MessageNumbers()
+    }
+
+    /// A WAL longer than this after a commit is checkpointed and truncated at once (SQLite's automatic
+    /// checkpoint copies pages back but keeps the file at its largest, up to `journal_size_limit`).
+    public static let walCheckpointBytes = 8 << 20
+
+    /// `PRAGMA wal_checkpoint(TRUNCATE)` when the WAL has grown past `walCheckpointBytes`. It waits (the busy
+    /// timeout) for other connections; if they still hold it back, the next commit tries again.
+    private static func checkpointIfLarge(_ database: DatabasePool, path: String) {
+        guard fileSize(path + "-wal") > walCheckpointBytes else { return }
+        _ = try? database.writeWithoutTransaction { db in
+            try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)")
+        }
+    }
+
+    static func fileSize(_ path: String) -> Int {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return 0 }
+        return Int(info.st_size)
+    }
+
+    /// The sizes of the database file and of its WAL now, for status and the metrics.
+    public var fileSizes: (database: Int, wal: Int) {
+        (Self.fileSize(path), Self.fileSize(path + "-wal"))
+    }
+
+    /// Reserves message numbers for the caller (a broker numbering the messages its sessions hold): a block of
+    /// 2^40 that no other process, now or later, is given. One committed write.
+    public func reserveMessageIDs() throws(BrokerStoreError) -> Range<Int64> {
+        do {
+            return try database.write { db in try MessageNumbers.reserve(db) }
+        } catch {
+            throw Self.storeError(error, path: path, while: "reserving message numbers")
+        }
     }
 
     deinit {
@@ -206,8 +252,9 @@ public final class BrokerStore: Sendable {
             // Per connection. In WAL mode NORMAL syncs at checkpoints, not at each commit: a commit survives a crash
             // of the process, and a power loss can only roll back the last commits, never corrupt the file.
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
-            // The WAL does not shrink by itself after a burst; cap what it keeps once checkpointed.
-            try db.execute(sql: "PRAGMA journal_size_limit = 67108864")
+            // The WAL does not shrink by itself after a burst; cap what it keeps once checkpointed (and see
+            // `checkpointIfLarge`).
+            try db.execute(sql: "PRAGMA journal_size_limit = 16777216")
         }
         // A single connection first, for the checks: a pool would switch the file to WAL before they ran.
         let checker: DatabaseQueue

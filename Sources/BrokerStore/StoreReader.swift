@@ -1,4 +1,5 @@
 import GRDB
+import NIOCore
 
 /// Reads retained messages and sessions back into values, validating every column (`RowReader`).
 enum StoreReader {
@@ -11,7 +12,7 @@ enum StoreReader {
             let reader = RowReader(row: row, table: "retained_message", path: path)
             let message = StoredMessage(
                 topic: try reader.text(0, "topic"),
-                payload: try reader.bytes(1, "payload"),
+                payload: ByteBuffer(bytes: try reader.bytes(1, "payload")),
                 qos: try reader.integer(2, "qos"),
                 retain: try reader.bool(3, "retain"),
                 properties: try reader.bytes(4, "properties"),
@@ -74,17 +75,19 @@ enum StoreReader {
             sessions[id]?.subscriptions.append(subscription)
         }
 
+        // A message several sessions hold is read once and shared (one payload in memory, as in the file).
+        var messages: [Int64: StoredMessage] = [:]
         let outboundRows = try Row.fetchCursor(
             db,
             sql: """
-                SELECT client_id, stage, packet_identifier, qos, retain, subscription_identifiers, topic, payload,
-                    message_qos, message_retain, properties, expires_at
-                FROM session_outbound
-                """ + filter + " ORDER BY client_id, position",
+                SELECT d.client_id, d.stage, d.packet_identifier, d.qos, d.retain, d.subscription_identifiers,
+                    d.message_id, m.topic, m.payload, m.qos, m.retain, m.properties, m.expires_at, m.id
+                FROM session_delivery AS d LEFT JOIN message AS m ON m.id = d.message_id
+                """ + (clientID == nil ? "" : " WHERE d.client_id = ?") + " ORDER BY d.client_id, d.position",
             arguments: arguments
         )
         while let row = try outboundRows.next() {
-            let reader = RowReader(row: row, table: "session_outbound", path: path)
+            let reader = RowReader(row: row, table: "session_delivery", path: path)
             let id = try reader.text(0, "client_id")
             let rawStage: UInt8 = try reader.integer(1, "stage")
             guard let stage = StoredOutbound.Stage(rawValue: rawStage) else {
@@ -96,14 +99,26 @@ enum StoreReader {
                     "subscription_identifiers", expected: "8-byte integers", found: "\(packed.count) bytes"
                 )
             }
-            let message = StoredMessage(
-                topic: try reader.text(6, "topic"),
-                payload: try reader.bytes(7, "payload"),
-                qos: try reader.integer(8, "message_qos"),
-                retain: try reader.bool(9, "message_retain"),
-                properties: try reader.bytes(10, "properties"),
-                expiresAt: try reader.optionalReal(11, "expires_at")
-            )
+            let messageID: Int64 = try reader.integer(6, "message_id")
+            let message: StoredMessage
+            if let known = messages[messageID] {
+                message = known
+            } else {
+                guard try reader.optionalInteger(13, "message.id", as: Int64.self) != nil else {
+                    throw reader.mismatch("message_id", expected: "the number of a stored message", found: "\(messageID)")
+                }
+                let messageReader = RowReader(row: row, table: "message", path: path)
+                message = StoredMessage(
+                    topic: try messageReader.text(7, "topic"),
+                    payload: ByteBuffer(bytes: try messageReader.bytes(8, "payload")),
+                    qos: try messageReader.integer(9, "qos"),
+                    retain: try messageReader.bool(10, "retain"),
+                    properties: try messageReader.bytes(11, "properties"),
+                    expiresAt: try messageReader.optionalReal(12, "expires_at"),
+                    id: messageID
+                )
+                messages[messageID] = message
+            }
             let outbound = StoredOutbound(
                 stage: stage,
                 packetIdentifier: try reader.optionalInteger(2, "packet_identifier"),

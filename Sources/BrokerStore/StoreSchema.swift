@@ -53,8 +53,49 @@ enum StoreSchema {
             expires_at REAL,
             PRIMARY KEY (client_id, position)
         );
+        """,
+        // 1 → 2: a message queued for many sessions is stored once (`message`), sessions refer to it by number
+        // (`session_delivery`); `message_id_block` hands each process a block of 2^40 numbers. The rows of
+        // `session_outbound` move over, each message under its old rowid (block 0, which is never handed out).
         """
+        CREATE TABLE message (
+            id INTEGER NOT NULL PRIMARY KEY,
+            topic TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            qos INTEGER NOT NULL,
+            retain INTEGER NOT NULL,
+            properties BLOB NOT NULL,
+            expires_at REAL
+        );
+        CREATE TABLE session_delivery (
+            client_id TEXT NOT NULL REFERENCES session(client_id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            stage INTEGER NOT NULL,
+            packet_identifier INTEGER,
+            qos INTEGER NOT NULL,
+            retain INTEGER NOT NULL,
+            subscription_identifiers BLOB NOT NULL,
+            message_id INTEGER NOT NULL,
+            PRIMARY KEY (client_id, position)
+        ) WITHOUT ROWID;
+        CREATE INDEX session_delivery_message ON session_delivery (message_id);
+        CREATE TABLE message_id_block (
+            block INTEGER PRIMARY KEY AUTOINCREMENT,
+            reserved_at REAL NOT NULL
+        );
+        INSERT INTO message (id, topic, payload, qos, retain, properties, expires_at)
+            SELECT rowid, topic, payload, message_qos, message_retain, properties, expires_at FROM session_outbound;
+        INSERT INTO session_delivery (client_id, position, stage, packet_identifier, qos, retain,
+                subscription_identifiers, message_id)
+            SELECT client_id, position, stage, packet_identifier, qos, retain, subscription_identifiers, rowid
+            FROM session_outbound;
+        DROP TABLE session_outbound;
+        """,
     ]
+
+    /// Message numbers are `block << messageIDBlockBits | n`: a block holds 2^40 numbers, and blocks up to 2^23
+    /// keep every number below 2^63.
+    static let messageIDBlockBits: Int64 = 40
 
     /// Throws unless the database is Gatehouse's (any schema version this build knows) or a new, empty one.
     /// Runs before anything is written, so that a foreign file is refused untouched. Returns the schema version.

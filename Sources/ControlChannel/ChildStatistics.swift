@@ -117,10 +117,46 @@ public struct ChildStatistics: Codable, Sendable, Equatable {
         }
     }
 
+    /// What a worker holds now for its sessions and peers (issue 15), against the storage limits.
+    public struct Storage: Codable, Sendable, Equatable {
+        /// Messages queued for sessions (beyond those in flight), and their bytes (each session's copy counted).
+        public var queuedMessages = 0
+        public var queuedBytes = 0
+        /// Retained messages and their bytes (every worker holds them all).
+        public var retainedMessages = 0
+        public var retainedBytes = 0
+        /// Subscriptions in the worker's tree: its sessions' and the routes of the other workers.
+        public var subscriptions = 0
+        /// Message bytes kept for other workers (sent and not acknowledged, or kept for a vanished one).
+        public var peerBufferedBytes = 0
+        /// The node's database file and its WAL, as this worker sees them.
+        public var databaseBytes = 0
+        public var walBytes = 0
+
+        public init() {}
+
+        enum CodingKeys: String, CodingKey {
+            case subscriptions
+            case queuedMessages = "queued_messages"
+            case queuedBytes = "queued_bytes"
+            case retainedMessages = "retained_messages"
+            case retainedBytes = "retained_bytes"
+            case peerBufferedBytes = "peer_buffered_bytes"
+            case databaseBytes = "database_bytes"
+            case walBytes = "wal_bytes"
+        }
+    }
+
     public var connections = 0
     public var messagesReceived = 0
     public var messagesSent = 0
     public var messagesDropped = 0
+    /// Worker: messages dropped and requests refused at each storage limit since start, by the limit's key
+    /// (`mqtt.max_queued_bytes`, `mqtt.max_subscriptions`, `node.max_peer_buffered_bytes`, …). Optional, so
+    /// that the figures of a child without it still decode.
+    public var limitHits: [String: Int]?
+    /// Worker: what it holds now.
+    public var storage: Storage?
     /// Connections closed at accept, before any TLS or MQTT work, by listener (`tcp:external`) and reason
     /// (`access_denied`, `max_connections`, `max_conn_rate`, `proxy_header_invalid`, `proxy_header_timeout`).
     public var connectionsRefused: [String: [String: Int]] = [:]
@@ -138,6 +174,8 @@ public struct ChildStatistics: Codable, Sendable, Equatable {
         case messagesSent = "messages_sent"
         case messagesDropped = "messages_dropped"
         case connectionsRefused = "connections_refused"
+        case limitHits = "limit_hits"
+        case storage
         case fetchPublished = "fetch_published"
         case fetchNotModified = "fetch_not_modified"
         case fetchFailed = "fetch_failed"

@@ -109,6 +109,7 @@ struct StatusCommand: ParsableCommand {
             }
             Self.printTable(
                 header: ["WORKER", "CONNECTIONS", "MSGS IN", "MSGS OUT", "REFUSED AT ACCEPT", "TLS"], rows: table)
+            printStorage(reporting)
             printInForce(reporting)
         }
         if !report.stapling.isEmpty {
@@ -134,6 +135,32 @@ struct StatusCommand: ParsableCommand {
                     ]
                 })
         }
+    }
+
+    /// What each worker holds against the storage limits, and what the limits dropped or refused.
+    private func printStorage(_ workers: [StatusReport.Process]) {
+        let rows: [[String]] = workers.compactMap { process in
+            guard let statistics = process.statistics, let storage = statistics.storage else { return nil }
+            let hits = (statistics.limitHits ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+            return [
+                "\(process.slot)", "\(storage.queuedMessages) (\(Self.format(bytes: storage.queuedBytes)))",
+                "\(storage.retainedMessages) (\(Self.format(bytes: storage.retainedBytes)))", "\(storage.subscriptions)",
+                Self.format(bytes: storage.peerBufferedBytes),
+                "\(Self.format(bytes: storage.databaseBytes)) + WAL \(Self.format(bytes: storage.walBytes))",
+                hits.isEmpty ? "-" : hits.joined(separator: " "),
+            ]
+        }
+        guard !rows.isEmpty else { return }
+        Console.out("")
+        Self.printTable(
+            header: ["WORKER", "QUEUED", "RETAINED", "SUBSCRIPTIONS", "PEER BUFFER", "STORE", "AT LIMITS"], rows: rows)
+    }
+
+    static func format(bytes: Int) -> String {
+        if bytes >= 1 << 30 { return String(format: "%.1f GiB", Double(bytes) / Double(1 << 30)) }
+        if bytes >= 1 << 20 { return String(format: "%.1f MiB", Double(bytes) / Double(1 << 20)) }
+        if bytes >= 1 << 10 { return String(format: "%.1f KiB", Double(bytes) / Double(1 << 10)) }
+        return "\(bytes) B"
     }
 
     /// Every CRL in force and the staple served, per worker and listener.

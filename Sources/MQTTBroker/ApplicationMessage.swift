@@ -5,7 +5,9 @@ import ProcessSupport
 /// One published message as the broker routes it: topic, payload, QoS, the retain flag as published, the
 /// MQTT 5 properties that travel with it, and when it expires.
 ///
-/// A value; the payload is a ByteBuffer slice shared by every copy, so fan-out never copies it.
+/// A value; the payload is a ByteBuffer slice shared by every copy, so fan-out never copies it. A message that
+/// waits in sessions (QoS 1/2) is copied out of the read buffer once per routing and numbered (`id`): every
+/// session holds that one copy, and the store keeps one row per number.
 public struct ApplicationMessage: Sendable, Equatable {
     public var topic: String
     public var payload: ByteBuffer
@@ -18,6 +20,10 @@ public struct ApplicationMessage: Sendable, Equatable {
     public var expiresAt: MonotonicInstant?
     /// The client id of the publisher, for No Local; nil for broker-made messages.
     public var publisher: String?
+    /// The number under which sessions and the store share this message (see `Broker.held(_:)`); nil for a
+    /// message that no session holds yet. Unique in the node's store: a worker numbers from blocks the store
+    /// reserves for it.
+    public var id: UInt64?
 
     public init(
         topic: String, payload: ByteBuffer, qos: QoS, retain: Bool, properties: MQTTProperties = MQTTProperties(),
@@ -46,6 +52,17 @@ public struct ApplicationMessage: Sendable, Equatable {
         self.init(
             topic: topic, payload: publish.payload, qos: publish.qos, retain: publish.retain, properties: forwarded,
             expiresAt: received.messageExpiryInterval.map { now + .seconds(Int64($0)) }, publisher: publisher)
+    }
+
+    /// Equality is about what the message says: two copies of it held under different numbers are equal.
+    public static func == (lhs: Self, rhs: Self) -> Bool {
+        lhs.topic == rhs.topic && lhs.payload == rhs.payload && lhs.qos == rhs.qos && lhs.retain == rhs.retain
+            && lhs.properties == rhs.properties && lhs.expiresAt == rhs.expiresAt && lhs.publisher == rhs.publisher
+    }
+
+    /// The bytes the message holds, as the queue and retained limits count them: topic, payload, properties.
+    public var byteCount: Int {
+        topic.utf8.count + payload.readableBytes + properties.encodedByteCount
     }
 
     public func isExpired(at now: MonotonicInstant) -> Bool {

@@ -119,12 +119,25 @@ extension Broker {
         }
         let session = Session(
             clientID: clientID, protocolVersion: handoff.protocolVersion, window: settings.maximumInflight,
-            queueLimit: settings.maximumQueuedMessages)
+            queueLimit: settings.maximumQueuedMessages, queueByteLimit: settings.storage.maxQueuedBytes,
+            ledger: queueLedger)
         session.username = handoff.username
         session.expiryInterval = handoff.expiryInterval
+        // Messages from another worker come without numbers (those from the store keep theirs).
+        func numbered(_ delivery: OutboundFlow.Delivery) -> OutboundFlow.Delivery {
+            var delivery = delivery
+            if delivery.message.id == nil { delivery.message.id = nextMessageID() }
+            return delivery
+        }
         session.outbound = OutboundFlow(
-            window: settings.maximumInflight, queueLimit: settings.maximumQueuedMessages, inflight: handoff.inflight,
-            queued: handoff.queued, lastPacketIdentifier: handoff.lastPacketIdentifier)
+            window: settings.maximumInflight, queueLimit: settings.maximumQueuedMessages,
+            queueByteLimit: settings.storage.maxQueuedBytes,
+            inflight: handoff.inflight.map { entry in
+                var entry = entry
+                entry.delivery = numbered(entry.delivery)
+                return entry
+            },
+            queued: handoff.queued.map(numbered), lastPacketIdentifier: handoff.lastPacketIdentifier)
         session.inboundQoS2 = Set(handoff.inboundQoS2)
         sessions[clientID] = session
         for subscription in handoff.subscriptions {
@@ -132,6 +145,7 @@ extension Broker {
             _ = subscribe(session, filter: filter, entry: subscription.entry)
         }
         sessionChanged(session)
+        queuedOnAdoption(session)
     }
 
     /// Before attaching `clientID`: with other workers, ask them to give up the session first (and adopt what

@@ -23,7 +23,7 @@ public final class Broker {
     private var matches = SubscriptionTree<String, SubscriptionEntry>.Matches()
     private var mergeBuffer: [MergedDelivery] = []
     private var assignedIdentifierCounter: UInt64 = 0
-    public private(set) var statistics = Statistics()
+    public internal(set) var statistics = Statistics()
 
     /// The other workers of this node, when there are any (see `BrokerCluster`).
     public weak var cluster: (any BrokerCluster)?
@@ -43,6 +43,10 @@ public final class Broker {
     var remoteSharedMembers: [String: [String: Int]] = [:]
     /// A route was announced to peers since the last barrier (see `afterRoutesPropagate`).
     var routesAnnounced = false
+    /// What all sessions queue, and in which order (see `Broker+Limits`).
+    let queueLedger = QueueLedger()
+    /// The message numbers this worker hands out next (`next..<end`, a block the store reserved).
+    var messageIDs: Range<UInt64> = 0..<0
 
     /// Counters for status and metrics.
     public struct Statistics: Sendable, Equatable {
@@ -50,6 +54,9 @@ public final class Broker {
         public var messagesSent = 0
         public var messagesDropped = 0
         public var connections = 0
+        /// Messages dropped and requests refused at each storage limit, by the limit's key
+        /// (`mqtt.max_queued_bytes`, …).
+        public var limitHits: [String: Int] = [:]
     }
 
     public init(settings: BrokerSettings, access: AccessPolicy, scheduler: any BrokerScheduler, logger: Logger) {
@@ -133,12 +140,14 @@ public final class Broker {
             session.expiryInterval = expiryInterval
             session.outbound.window = max(1, window)
             session.outbound.queueLimit = settings.maximumQueuedMessages
+            session.outbound.queueByteLimit = settings.storage.maxQueuedBytes
             session.controller = controller
             sessionChanged(session)
             return (session, true)
         }
         let session = Session(
-            clientID: clientID, protocolVersion: version, window: window, queueLimit: settings.maximumQueuedMessages)
+            clientID: clientID, protocolVersion: version, window: window, queueLimit: settings.maximumQueuedMessages,
+            queueByteLimit: settings.storage.maxQueuedBytes, ledger: queueLedger)
         session.username = username
         session.expiryInterval = expiryInterval
         session.controller = controller
@@ -247,8 +256,16 @@ public final class Broker {
     func publish(_ message: ApplicationMessage) {
         statistics.messagesReceived += 1
         guard let topic = try? TopicName(message.topic) else { return }
+        guard topic.levelCount <= settings.storage.maxTopicLevels else {
+            // A client's PUBLISH is refused before it gets here; this is a will set at CONNECT.
+            countLimit(.maxTopicLevels)
+            logger.info(
+                "message to a topic deeper than mqtt.max_topic_levels not published",
+                metadata: ["mqtt.client_id": "\(message.publisher ?? "")", "mqtt.topic_levels": "\(topic.levelCount)"])
+            return
+        }
         var retainStamp: RetainStamp?
-        if message.retain && settings.retainAvailable {
+        if message.retain && settings.retainAvailable && retainedFits(message, topic: topic) {
             retainClock += 1
             let stamp = RetainStamp(clock: retainClock, node: nodeID)
             retainStamp = stamp
@@ -286,9 +303,12 @@ public final class Broker {
         if message.payload.readableBytes == 0 {
             _ = retained.remove(topic: topic)
         } else {
-            // A decoded payload is a slice of the whole read buffer: keep only its own bytes.
+            // A decoded payload is a slice of the whole read buffer: keep only its own bytes, under a number of
+            // its own (sessions it is sent to from the store share this copy).
+            var cache: ApplicationMessage?
             var stored = message
-            stored.payload = ByteBuffer(bytes: message.payload.readableBytesView)
+            stored.id = nil
+            stored = held(stored, cache: &cache)
             _ = retained.set(topic: topic, message: RetainedMessage(stored, stamp: stamp))
         }
     }
@@ -326,6 +346,8 @@ public final class Broker {
         subscriptions.match(topic: topic, into: &matches)
         if matches.isEmpty { return }
         let now = scheduler.now
+        // The copy that QoS 1/2 deliveries hold, made on the first one (see `held`).
+        var heldCopy: ApplicationMessage?
         let deliversOrdinary = forwarded?.deliver ?? true
 
         // Ordinary subscriptions: one delivery per subscriber, at the highest QoS of its matching subscriptions,
@@ -361,7 +383,8 @@ public final class Broker {
             guard let session = sessions[entry.subscriber] else { continue }
             deliver(
                 message, to: session, maximumQoS: entry.qos,
-                retain: entry.retainAsPublished && message.retain, identifiers: entry.identifiers, now: now)
+                retain: entry.retainAsPublished && message.retain, identifiers: entry.identifiers, now: now,
+                held: &heldCopy)
         }
 
         // Shared groups: one member each, round robin over this worker's members and the workers that have
@@ -388,13 +411,14 @@ public final class Broker {
             deliver(
                 message, to: session, maximumQoS: member.options.options.qos,
                 retain: member.options.options.retainAsPublished && message.retain,
-                identifiers: member.options.identifier.map { [$0] } ?? [], now: now)
+                identifiers: member.options.identifier.map { [$0] } ?? [], now: now, held: &heldCopy)
         }
     }
 
+    /// `held`: the copy QoS 1/2 deliveries of this message share (made by the first one that needs it).
     func deliver(
         _ message: ApplicationMessage, to session: Session, maximumQoS: QoS, retain: Bool, identifiers: [Int],
-        now: MonotonicInstant
+        now: MonotonicInstant, held heldCopy: inout ApplicationMessage?
     ) {
         guard access.canReceive(topic: message.topic, clientID: session.clientID, username: session.username) else {
             return
@@ -406,22 +430,31 @@ public final class Broker {
             session.controller?.writeImmediately(delivery, now: now)
             return
         }
-        if delivery.qos != .atMostOnce && (!session.isOnline || session.outbound.queuedCount > 0) {
-            // It will wait in the queue: keep the payload's own bytes, not the read buffer it is a slice of.
-            delivery.message.payload = ByteBuffer(bytes: message.payload.readableBytesView)
-        }
+        // It may wait (in flight or queued): hold the shared copy, not the read buffer it is a slice of.
+        delivery.message = held(message, cache: &heldCopy)
         let dropped = session.outbound.droppedCount
+        let droppedForBytes = session.outbound.droppedForBytesCount
+        let ticket = session.outbound.nextTicket
         let outputs = session.outbound.enqueue(delivery, isOnline: session.isOnline, now: now)
         if session.outbound.droppedCount != dropped {
+            let forBytes = session.outbound.droppedForBytesCount - droppedForBytes
             statistics.messagesDropped += session.outbound.droppedCount - dropped
+            countLimit(.maxQueuedBytes, forBytes)
+            countLimit(.maxQueuedMessages, session.outbound.droppedCount - dropped - forBytes)
             logger.debug(
                 "queue full, dropped the oldest message",
-                metadata: ["mqtt.client_id": "\(session.clientID)", "mqtt.queue_limit": "\(session.outbound.queueLimit)"])
+                metadata: [
+                    "mqtt.client_id": "\(session.clientID)", "mqtt.queue_limit": "\(session.outbound.queueLimit)",
+                    "mqtt.queue_byte_limit": "\(session.outbound.queueByteLimit)",
+                ])
         }
         if let controller = session.controller, !outputs.isEmpty {
             controller.write(outputs, now: now)
         }
         sessionChanged(session)
+        if session.outbound.nextTicket != ticket {
+            queued(session, ticket: ticket)
+        }
     }
 
     // MARK: Subscriptions
@@ -481,9 +514,11 @@ public final class Broker {
                 expired.append(topic)
                 return
             }
+            // Retained messages are held copies already (numbered when stored).
+            var heldCopy: ApplicationMessage?
             deliver(
                 stored.message, to: session, maximumQoS: maximumQoS, retain: true,
-                identifiers: identifier.map { [$0] } ?? [], now: now)
+                identifiers: identifier.map { [$0] } ?? [], now: now, held: &heldCopy)
         }
         for topic in expired { _ = retained.remove(topic: topic) }
     }
@@ -519,5 +554,5 @@ struct RetainedMessage: RetainedMessageSizing {
         self.stamp = stamp
     }
 
-    var retainedByteCount: Int { message.payload.readableBytes + message.topic.utf8.count }
+    var retainedByteCount: Int { message.byteCount }
 }

@@ -13,6 +13,9 @@ public protocol BrokerPersistence: AnyObject {
     func sessionEnded(clientID: String)
     /// Calls `callback` (on any thread) once everything reported so far is durable.
     func whenDurable(_ callback: @escaping @Sendable () -> Void)
+    /// Numbers for messages (`ApplicationMessage.id`) that no other process using the store, now or before,
+    /// hands out: the store keeps one copy of a message however many sessions hold it, by number.
+    func reserveMessageIDs() -> Range<UInt64>
 }
 
 extension Broker {
@@ -95,10 +98,22 @@ extension Broker {
     /// At start, before accepting: the retained messages and this worker's persistent sessions from the store.
     /// Sessions come back offline, expiring `expiryInterval` from now.
     public func restore(retained: [ApplicationMessage], sessions restored: [(clientID: String, state: SessionHandoff)]) {
-        for message in retained {
+        var skipped = 0
+        for var message in retained {
             guard let topic = try? TopicName(message.topic), message.payload.readableBytes > 0 else { continue }
+            // Within the limits as they are now (every worker restores the same list, so they agree).
+            guard retainedFits(message, topic: topic) else {
+                skipped += 1
+                continue
+            }
+            if message.id == nil { message.id = nextMessageID() }
             // Stamp zero: any change a running peer holds is newer.
             _ = self.retained.set(topic: topic, message: RetainedMessage(message, stamp: RetainStamp(clock: 0, node: 0)))
+        }
+        if skipped > 0 {
+            logger.warning(
+                "retained messages in the store beyond mqtt.max_retained_messages or mqtt.max_retained_bytes not restored",
+                metadata: ["store.skipped": "\(skipped)"])
         }
         for (clientID, state) in restored where sessions[clientID] == nil {
             adopt(state, clientID: clientID)

@@ -13,6 +13,10 @@ public struct BrokerSettings: Sendable, Equatable {
     public var sharedSubscriptionAvailable: Bool
     /// How long a new connection may take to send CONNECT.
     public var connectTimeout: Duration
+    /// Queue, retained, subscription and topic-depth bounds (`mqtt.max_queued_bytes`, …).
+    public var storage = StorageLimits()
+    /// This worker's share of `mqtt.max_node_queued_bytes`: what all its sessions may queue together.
+    public var workerQueuedBytes = StorageLimits.defaultMaxNodeQueuedBytes
 
     public init(
         maximumPacketSize: Int = 1 << 20, maximumInflight: Int = 32, maximumQueuedMessages: Int = 1000,
@@ -38,5 +42,12 @@ public struct BrokerSettings: Sendable, Equatable {
             maximumSessionExpiryInterval: UInt32(clamping: settings.maxSessionExpiryInterval.components.seconds),
             maximumTopicAlias: UInt16(clamping: settings.maxTopicAlias),
             sharedSubscriptionAvailable: settings.sharedSubscription)
+    }
+
+    /// The `mqtt.*` settings with the storage bounds; the node's queue budget is split evenly over its workers.
+    public init(_ configuration: GatehouseConfiguration) {
+        self.init(configuration.mqtt)
+        storage = configuration.storage
+        workerQueuedBytes = max(1, configuration.storage.maxNodeQueuedBytes / max(1, configuration.node.workerProcesses))
     }
 }

@@ -22,6 +22,13 @@ extension ConnectionController {
                 inboundTopicAliases[alias] = topic
             }
         }
+        // mqtt.max_topic_levels: the topic is well formed but not accepted here (EMQX closes the same way).
+        let levels = topic.utf8.count { $0 == UInt8(ascii: "/") } + 1
+        if levels > broker.settings.storage.maxTopicLevels {
+            broker.countLimit(.maxTopicLevels)
+            protocolViolation(.topicNameInvalid, "topic of \(levels) levels, more than mqtt.max_topic_levels")
+            return
+        }
         if publish.retain && !broker.settings.retainAvailable {
             protocolViolation(.retainNotSupported, "retained messages are not available")
             return

@@ -16,6 +16,13 @@ extension ConnectionController {
                 codes.append(.topicFilterInvalid)
                 continue
             }
+            // mqtt.max_topic_levels (3.1.1 clients see 0x80).
+            guard filter.levelCount <= broker.settings.storage.maxTopicLevels else {
+                broker.countLimit(.maxTopicLevels)
+                logger.info("subscribe refused: too many topic levels", metadata: ["mqtt.levels": "\(filter.levelCount)"])
+                codes.append(.topicFilterInvalid)
+                continue
+            }
             if filter.isShared {
                 guard broker.settings.sharedSubscriptionAvailable else {
                     codes.append(.sharedSubscriptionsNotSupported)
@@ -30,6 +37,17 @@ extension ConnectionController {
             else {
                 logger.info("subscribe denied by ACL", metadata: ["mqtt.filter": "\(subscription.topicFilter)"])
                 codes.append(.notAuthorized)
+                continue
+            }
+            // mqtt.max_subscriptions: a new filter beyond it is refused; replacing one is no new subscription.
+            if session.subscriptionsByFilter[filter.string] == nil
+                && session.subscriptionCount >= broker.settings.storage.maxSubscriptions
+            {
+                broker.countLimit(.maxSubscriptions)
+                logger.info(
+                    "subscribe refused: mqtt.max_subscriptions reached",
+                    metadata: ["mqtt.subscriptions": "\(session.subscriptionCount)"])
+                codes.append(.quotaExceeded)
                 continue
             }
             var options = requested

@@ -1,12 +1,17 @@
 import MQTTCodec
+import NIOCore
 import ProcessSupport
 
 /// The QoS 1/2 state of messages going to one client session, as a plain value (one per session, surviving
 /// reconnects of persistent sessions).
 ///
 /// At most `window` QoS>0 messages are in flight (the client's Receive Maximum capped by `mqtt.max_inflight`);
-/// the rest wait in a bounded queue that drops its oldest entry when full, and counts the drop. Each event
-/// returns the packets to send. QoS 0 messages are never queued while offline.
+/// the rest wait in a queue bounded in messages (`queueLimit`, `mqtt.max_queued_messages`) and in message bytes
+/// (`queueByteLimit`, `mqtt.max_queued_bytes`) that drops its oldest entries to make room, and counts them. Each
+/// event returns the packets to send. QoS 0 messages are never queued while offline.
+///
+/// Every queued message has a ticket (increasing per flow), so that the broker can drop the oldest queued
+/// messages of all its sessions in arrival order (`mqtt.max_node_queued_bytes`).
 public struct OutboundFlow: Sendable {
     /// A QoS>0 message sent and not yet fully acknowledged.
     public struct Inflight: Sendable, Equatable {
@@ -49,33 +54,58 @@ public struct OutboundFlow: Sendable {
     }
 
     public private(set) var inflight: [Inflight] = []
-    public private(set) var queue: [Delivery] = []
-    private var queueHead = 0
+    /// Waiting messages, oldest first, each with its ticket. A ring buffer: a dropped or sent message releases
+    /// its payload at once.
+    private var queue = CircularBuffer<(delivery: Delivery, ticket: UInt64)>()
+    /// The ticket the next queued message gets.
+    public private(set) var nextTicket: UInt64 = 0
+    /// The message bytes (`ApplicationMessage.byteCount`) of the queued messages.
+    public private(set) var queuedBytes = 0
+    /// Queued messages dropped to make room (for either limit), and those of them dropped for the byte limit.
     public private(set) var droppedCount = 0
+    public private(set) var droppedForBytesCount = 0
     public var window: Int
     public var queueLimit: Int
+    public var queueByteLimit: Int
     private var lastPacketIdentifier: UInt16 = 0
 
-    public init(window: Int, queueLimit: Int) {
+    public init(window: Int, queueLimit: Int, queueByteLimit: Int = Int.max) {
         self.window = max(1, window)
         self.queueLimit = queueLimit
+        self.queueByteLimit = queueByteLimit
     }
 
     /// A flow moved from another broker process (session takeover): in flight and queued exactly as there, and
     /// new packet identifiers continue after `lastPacketIdentifier`.
     public init(
-        window: Int, queueLimit: Int, inflight: [Inflight], queued: [Delivery], lastPacketIdentifier: UInt16
+        window: Int, queueLimit: Int, queueByteLimit: Int = Int.max, inflight: [Inflight], queued: [Delivery],
+        lastPacketIdentifier: UInt16
     ) {
-        self.init(window: window, queueLimit: queueLimit)
+        self.init(window: window, queueLimit: queueLimit, queueByteLimit: queueByteLimit)
         self.inflight = inflight
-        self.queue = queued
+        for delivery in queued {
+            queue.append((delivery, nextTicket))
+            nextTicket += 1
+            queuedBytes += delivery.message.byteCount
+        }
         self.lastPacketIdentifier = lastPacketIdentifier
     }
 
-    public var queuedCount: Int { queue.count - queueHead }
+    public var queuedCount: Int { queue.count }
 
     /// The messages waiting, oldest first.
-    public var queuedDeliveries: ArraySlice<Delivery> { queue[queueHead...] }
+    public var queuedDeliveries: [Delivery] { queue.map(\.delivery) }
+
+    /// The ticket of the oldest queued message, nil when none waits.
+    public var oldestQueuedTicket: UInt64? { queue.first?.ticket }
+
+    /// Drops the oldest queued message (the broker's budget for all sessions is exceeded) and counts it.
+    public mutating func dropOldestQueued() -> Delivery? {
+        guard let oldest = queue.popFirst() else { return nil }
+        queuedBytes -= oldest.delivery.message.byteCount
+        droppedCount += 1
+        return oldest.delivery
+    }
 
     /// The last packet identifier handed out (to carry the sequence over to another process).
     public var lastIssuedPacketIdentifier: UInt16 { lastPacketIdentifier }
@@ -145,14 +175,19 @@ public struct OutboundFlow: Sendable {
     public mutating func reset() {
         inflight.removeAll()
         queue.removeAll()
-        queueHead = 0
+        queuedBytes = 0
     }
 
     /// Expired messages leave the queue unsent (MQTT 5 message expiry); returns how many.
     public mutating func dropExpired(now: MonotonicInstant) -> Int {
         let before = queuedCount
-        queue = Array(queue[queueHead...].filter { !$0.message.isExpired(at: now) })
-        queueHead = 0
+        var kept = CircularBuffer<(delivery: Delivery, ticket: UInt64)>(initialCapacity: queue.count)
+        queuedBytes = 0
+        for entry in queue where !entry.delivery.message.isExpired(at: now) {
+            kept.append(entry)
+            queuedBytes += entry.delivery.message.byteCount
+        }
+        queue = kept
         return before - queuedCount
     }
 
@@ -160,13 +195,11 @@ public struct OutboundFlow: Sendable {
 
     private mutating func drain(now: MonotonicInstant) -> [Output] {
         var outputs: [Output] = []
-        while inflight.count < window, queueHead < queue.count {
-            let next = queue[queueHead]
-            queueHead += 1
-            if next.message.isExpired(at: now) { continue }
-            outputs.append(send(next))
+        while inflight.count < window, let next = queue.popFirst() {
+            queuedBytes -= next.delivery.message.byteCount
+            if next.delivery.message.isExpired(at: now) { continue }
+            outputs.append(send(next.delivery))
         }
-        compactQueue()
         return outputs
     }
 
@@ -176,27 +209,25 @@ public struct OutboundFlow: Sendable {
         return .publish(delivery, packetIdentifier: identifier, dup: false)
     }
 
+    /// Makes room by dropping the oldest (a message larger than the byte limit still waits alone, as in
+    /// Mosquitto), then appends.
     private mutating func appendToQueue(_ delivery: Delivery) {
         if queueLimit <= 0 {
             droppedCount += 1
             return
         }
-        if queuedCount >= queueLimit {
-            queueHead += 1
+        let size = delivery.message.byteCount
+        while let oldest = queue.first {
+            let full = queue.count >= queueLimit
+            guard full || queuedBytes + size > queueByteLimit else { break }
+            queue.removeFirst()
+            queuedBytes -= oldest.delivery.message.byteCount
             droppedCount += 1
+            if !full { droppedForBytesCount += 1 }
         }
-        queue.append(delivery)
-        compactQueue()
-    }
-
-    private mutating func compactQueue() {
-        if queueHead > 64 && queueHead * 2 > queue.count {
-            queue.removeFirst(queueHead)
-            queueHead = 0
-        } else if queueHead == queue.count {
-            queue.removeAll(keepingCapacity: true)
-            queueHead = 0
-        }
+        queue.append((delivery, nextTicket))
+        nextTicket += 1
+        queuedBytes += size
     }
 
     /// 1…65535, skipping identifiers still in flight.

@@ -1,5 +1,6 @@
 import BrokerCore
 import MQTTCodec
+import NIOCore
 import ProcessSupport
 
 /// The broker-side state of one client id: its subscriptions (kept in the broker's tree under `clientID`), its
@@ -11,7 +12,15 @@ public final class Session {
     public internal(set) var username: String?
     /// Seconds the session outlives its connection; `UInt32.max` means never.
     public internal(set) var expiryInterval: UInt32
-    public internal(set) var outbound: OutboundFlow
+    /// Every change of what is queued reaches the broker's totals (`QueueLedger`). The observer does not read
+    /// the old value, so the flow is still modified in place.
+    public internal(set) var outbound: OutboundFlow {
+        didSet { reportQueue() }
+    }
+    /// The broker's totals of queued messages and bytes, and what this session last added to them.
+    let ledger: QueueLedger
+    private var reportedQueuedCount = 0
+    private var reportedQueuedBytes = 0
     /// QoS 2 packet identifiers received and answered with PUBREC, waiting for PUBREL.
     var inboundQoS2: Set<UInt16> = []
     weak var controller: ConnectionController?
@@ -30,14 +39,43 @@ public final class Session {
         var delay: UInt32
     }
 
-    init(clientID: String, protocolVersion: MQTTProtocolVersion, window: Int, queueLimit: Int) {
+    init(
+        clientID: String, protocolVersion: MQTTProtocolVersion, window: Int, queueLimit: Int, queueByteLimit: Int,
+        ledger: QueueLedger
+    ) {
         self.clientID = clientID
         self.protocolVersion = protocolVersion
         self.expiryInterval = 0
-        self.outbound = OutboundFlow(window: window, queueLimit: queueLimit)
+        self.outbound = OutboundFlow(window: window, queueLimit: queueLimit, queueByteLimit: queueByteLimit)
+        self.ledger = ledger
+    }
+
+    deinit {
+        ledger.queuedCount -= reportedQueuedCount
+        ledger.queuedBytes -= reportedQueuedBytes
     }
 
     public var isOnline: Bool { controller != nil }
+
+    private func reportQueue() {
+        let count = outbound.queuedCount
+        let bytes = outbound.queuedBytes
+        ledger.queuedCount += count - reportedQueuedCount
+        ledger.queuedBytes += bytes - reportedQueuedBytes
+        reportedQueuedCount = count
+        reportedQueuedBytes = bytes
+    }
+}
+
+/// What all the sessions of one broker queue together, kept current by each session as its queue changes, and
+/// the order in which their messages were queued (for `mqtt.max_node_queued_bytes`: the oldest go first).
+/// Owned by `Broker`, on its event loop.
+final class QueueLedger {
+    var queuedCount = 0
+    var queuedBytes = 0
+    /// (session, ticket) of every message queued, oldest first; entries whose message has left its queue are
+    /// skipped when reached, and swept out when they outnumber the live ones.
+    var order = CircularBuffer<(session: Session, ticket: UInt64)>()
 }
 
 /// What the broker keeps per subscription: the SUBSCRIBE options and the subscription identifier.

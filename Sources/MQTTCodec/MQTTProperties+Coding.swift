@@ -221,6 +221,9 @@ extension MQTTProperties {
 
     // MARK: Encoding
 
+    /// Bytes the properties take encoded (without the length in front), for accounting what a message holds.
+    public var encodedByteCount: Int { encodedLength }
+
     /// Bytes of the properties themselves, without the property length in front.
     var encodedLength: Int {
         guard let fields = storageFieldsIfAny else { return 0 }

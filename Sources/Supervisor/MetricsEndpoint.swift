@@ -39,6 +39,8 @@ enum MetricsEndpoint {
                 "messages_dropped", "total", "Messages dropped: full session queues, deliveries too large for their client"), labels: []
         ).increment(by: Int64(statistics.reduce(0) { $0 + $1.messagesDropped }))
 
+        renderStorage(statistics, into: registry, descriptor: descriptor)
+
         var handshakes: [String: Int] = [:]
         var staleAccepted: [String: Int] = [:]
         var refusals: [[String]: Int] = [:]

@@ -55,6 +55,19 @@ final class SQLitePersistence: BrokerPersistence, @unchecked Sendable {
         store.whenCommitted(callback)
     }
 
+    func reserveMessageIDs() -> Range<UInt64> {
+        do {
+            let range = try store.reserveMessageIDs()
+            return UInt64(range.lowerBound)..<UInt64(range.upperBound)
+        } catch {
+            // Without a block from the store, numbers from a random one far above any the store hands out
+            // (blocks count from 1): a clash would need 2^22 reservations and the same draw.
+            logger.error("cannot reserve message numbers in the store", metadata: ["error": "\(error)"])
+            let block = UInt64.random(in: (1 << 21)..<(1 << 22))
+            return (block << 40)..<((block + 1) << 40)
+        }
+    }
+
     /// A failing store is logged once per episode (the store retries, nothing is dropped).
     private func reportWriteError() {
         if let error = store.lastWriteError {
@@ -91,17 +104,19 @@ final class SQLitePersistence: BrokerPersistence, @unchecked Sendable {
         var properties = ByteBuffer()
         message.properties.encodeForwarded(into: &properties)
         return StoredMessage(
-            topic: message.topic, payload: Array(message.payload.readableBytesView), qos: message.qos.rawValue,
+            topic: message.topic, payload: message.payload, qos: message.qos.rawValue,
             retain: message.retain, properties: Array(properties.readableBytesView),
-            expiresAt: message.expiresAt.map(wallClock(of:)))
+            expiresAt: message.expiresAt.map(wallClock(of:)), id: message.id.map { Int64(bitPattern: $0) })
     }
 
     static func message(_ stored: StoredMessage) -> ApplicationMessage {
         var buffer = ByteBuffer(bytes: stored.properties)
         let properties = (try? MQTTProperties.decodeForwarded(from: &buffer)) ?? MQTTProperties()
-        return ApplicationMessage(
-            topic: stored.topic, payload: ByteBuffer(bytes: stored.payload), qos: QoS(rawValue: stored.qos) ?? .atMostOnce,
+        var message = ApplicationMessage(
+            topic: stored.topic, payload: stored.payload, qos: QoS(rawValue: stored.qos) ?? .atMostOnce,
             retain: stored.retain, properties: properties, expiresAt: stored.expiresAt.map(monotonic(of:)))
+        message.id = stored.id.map { UInt64(bitPattern: $0) }
+        return message
     }
 
     static func stored(clientID: String, owner: Int, state: SessionHandoff) -> StoredSession {

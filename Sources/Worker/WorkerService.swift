@@ -97,6 +97,7 @@ public final class WorkerService: Sendable {
             let logger = self.logger
             cluster = try loop.submit {
                 let node = ClusterNode(broker: broker.value, loop: loop, directory: directory, slot: slot, logger: logger)
+                node.maxBufferedBytes = self.configuration.storage.maxPeerBufferedBytes
                 broker.value.cluster = node
                 return NIOLoopBound(node, eventLoop: loop)
             }.wait()
@@ -181,7 +182,8 @@ public final class WorkerService: Sendable {
             return state.isQuitting
         }
         reportStatistics(
-            every: .seconds(1), link: link, broker: broker, tls: Array(tlsListeners.values), admissions: admissions)
+            every: .seconds(1), link: link, broker: broker, cluster: cluster, store: persistence.store,
+            tls: Array(tlsListeners.values), admissions: admissions)
         if alreadyQuitting {
             for server in servers { server.close(promise: nil) }
         } else {
@@ -200,8 +202,8 @@ public final class WorkerService: Sendable {
 
     /// Sends the supervisor this worker's counters now and then every `interval` (for `status` and the metrics).
     private func reportStatistics(
-        every interval: TimeAmount, link: any Channel, broker: NIOLoopBound<Broker>, tls: [TLSListener],
-        admissions: [ConnectionAdmission]
+        every interval: TimeAmount, link: any Channel, broker: NIOLoopBound<Broker>, cluster: NIOLoopBound<ClusterNode>,
+        store: BrokerStore, tls: [TLSListener], admissions: [ConnectionAdmission]
     ) {
         let connections = self.connections
         loop.scheduleRepeatedTask(initialDelay: .zero, delay: interval) { _ in
@@ -211,6 +213,8 @@ public final class WorkerService: Sendable {
             statistics.messagesReceived = counters.messagesReceived
             statistics.messagesSent = counters.messagesSent
             statistics.messagesDropped = counters.messagesDropped
+            statistics.limitHits = Self.limitHits(broker: broker.value, cluster: cluster.value)
+            statistics.storage = Self.storage(broker: broker.value, cluster: cluster.value, store: store)
             for admission in admissions {
                 let refused = admission.refusalCounts
                 if !refused.isEmpty { statistics.connectionsRefused[admission.listener] = refused }
@@ -237,9 +241,33 @@ public final class WorkerService: Sendable {
         }
     }
 
+    /// The broker's limit counters, with the cluster's under `node.max_peer_buffered_bytes`.
+    private static func limitHits(broker: Broker, cluster: ClusterNode) -> [String: Int] {
+        var hits = broker.statistics.limitHits
+        if cluster.droppedPublishes > 0 {
+            hits[StorageLimits.Key.maxPeerBufferedBytes.rawValue, default: 0] += cluster.droppedPublishes
+        }
+        return hits
+    }
+
+    private static func storage(broker: Broker, cluster: ClusterNode, store: BrokerStore) -> ChildStatistics.Storage {
+        var storage = ChildStatistics.Storage()
+        let queued = broker.queuedTotals
+        storage.queuedMessages = queued.messages
+        storage.queuedBytes = queued.bytes
+        storage.retainedMessages = broker.retainedCount
+        storage.retainedBytes = broker.retainedBytes
+        storage.subscriptions = broker.subscriptionCount
+        storage.peerBufferedBytes = cluster.bufferedBytes
+        let files = store.fileSizes
+        storage.databaseBytes = files.database
+        storage.walBytes = files.wal
+        return storage
+    }
+
     private func makeBroker(access: AccessPolicy) throws -> NIOLoopBound<Broker> {
         let loop = self.loop
-        let settings = BrokerSettings(configuration.mqtt)
+        let settings = BrokerSettings(configuration)
         let logger = self.logger
         return try loop.submit {
             let broker = Broker(
@@ -381,10 +409,12 @@ public final class WorkerService: Sendable {
             logger.error("access files rejected, keeping the previous ones", metadata: ["error": "\(error)"])
             return
         }
-        let settings = BrokerSettings(loaded.mqtt)
+        let settings = BrokerSettings(loaded)
         guard let broker = state.withLockedValue({ $0.broker }) else { return }
+        let cluster = state.withLockedValue { $0.cluster }
         loop.execute {
             broker.value.update(settings: settings, access: access)
+            cluster?.value.maxBufferedBytes = loaded.storage.maxPeerBufferedBytes
         }
         logger.info("configuration reloaded")
     }

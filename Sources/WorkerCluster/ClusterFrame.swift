@@ -61,19 +61,9 @@ extension ByteBuffer {
             writeInteger(ClusterFrame.Kind.routeRemoved.rawValue)
             writeClusterString(filter)
         case .publish(let publish, let sequence):
-            writeInteger(ClusterFrame.Kind.publish.rawValue)
-            writeInteger(sequence)
-            writeInteger(UInt8((publish.deliver ? 1 : 0) | (publish.retainStamp != nil ? 2 : 0)))
-            if let stamp = publish.retainStamp {
-                writeInteger(stamp.clock)
-                writeInteger(stamp.node)
-            }
-            writeInteger(UInt16(clamping: publish.sharedGroups.count))
-            for group in publish.sharedGroups.prefix(Int(UInt16.max)) {
-                writeClusterString(group.shareName)
-                writeClusterString(group.filter)
-            }
-            writeClusterMessage(publish.message)
+            writeClusterPublishHead(publish, sequence: sequence)
+            writeImmutableBuffer(publish.message.payload)
+            writeClusterMessageTail(publish.message)
         case .syncDone:
             writeInteger(ClusterFrame.Kind.syncDone.rawValue)
         case .claim(let requestID, let clientID, let cleanStart):
@@ -115,10 +105,33 @@ extension ByteBuffer {
         writeBytes(bytes)
     }
 
+    /// A publish frame's body up to its payload (kind, sequence, flags, stamp, groups, topic, payload length).
+    mutating func writeClusterPublishHead(_ publish: ForwardedPublish, sequence: UInt64) {
+        writeInteger(ClusterFrame.Kind.publish.rawValue)
+        writeInteger(sequence)
+        writeInteger(UInt8((publish.deliver ? 1 : 0) | (publish.retainStamp != nil ? 2 : 0)))
+        if let stamp = publish.retainStamp {
+            writeInteger(stamp.clock)
+            writeInteger(stamp.node)
+        }
+        writeInteger(UInt16(clamping: publish.sharedGroups.count))
+        for group in publish.sharedGroups.prefix(Int(UInt16.max)) {
+            writeClusterString(group.shareName)
+            writeClusterString(group.filter)
+        }
+        writeClusterString(publish.message.topic)
+        writeInteger(UInt32(publish.message.payload.readableBytes))
+    }
+
     mutating func writeClusterMessage(_ message: ApplicationMessage) {
         writeClusterString(message.topic)
         writeInteger(UInt32(message.payload.readableBytes))
         writeImmutableBuffer(message.payload)
+        writeClusterMessageTail(message)
+    }
+
+    /// What follows a message's payload: QoS, retain, properties, expiry, publisher.
+    mutating func writeClusterMessageTail(_ message: ApplicationMessage) {
         writeInteger(message.qos.rawValue)
         writeInteger(UInt8(message.retain ? 1 : 0))
         message.properties.encodeForwarded(into: &self)

@@ -42,9 +42,25 @@ public final class ClusterNode: BrokerCluster {
     /// The most publishes kept for one killed worker's successor.
     static let orphanBufferLimit = 100_000
 
+    /// `node.max_peer_buffered_bytes`: the most message bytes kept for one peer, sent and not yet acknowledged
+    /// (or, for a vanished peer, kept for its successor). A link past half of it drops QoS 0 publishes for the
+    /// peer; a link past all of it is reset (the peer's routes stay, what it had not acknowledged waits for it
+    /// as for a killed worker's successor, and the link is opened again); beyond it for a peer that is away,
+    /// publishes are dropped. Every drop is counted.
+    public var maxBufferedBytes = 64 << 20
+    /// Publishes dropped for a peer at `maxBufferedBytes`, and links reset at it, since start.
+    public private(set) var droppedPublishes = 0
+    public private(set) var linkResets = 0
+
+    /// Message bytes held for all peers now (sent and not acknowledged, and kept for vanished ones).
+    public var bufferedBytes: Int {
+        peers.values.reduce(0) { $0 + $1.unacknowledgedBytes } + orphans.values.reduce(0) { $0 + $1.bufferedBytes }
+    }
+
     private struct Orphan {
         var peerID: String
         var buffered: [ForwardedPublish] = []
+        var bufferedBytes = 0
         var dropped = 0
         var timeout: Scheduled<Void>?
     }
@@ -68,6 +84,8 @@ public final class ClusterNode: BrokerCluster {
         /// successor if the peer is killed.
         var unacknowledged: [(sequence: UInt64, publish: ForwardedPublish)] = []
         var unacknowledgedHead = 0
+        /// The message bytes of `pendingAcknowledgement`.
+        var unacknowledgedBytes = 0
         var lastSentSequence: UInt64 = 0
         /// The highest publish sequence received from the peer, and whether an acknowledgement is on its way.
         var lastReceivedSequence: UInt64 = 0
@@ -273,6 +291,12 @@ public final class ClusterNode: BrokerCluster {
             finishInitialSyncIfDone()
         }
         guard let peer = link.peerID, peers[peer] === link else { return }
+        peerLost(link, peer: peer)
+    }
+
+    /// `peer`'s link is gone (closed, or reset for not keeping up): a goodbye or a superseded link takes its
+    /// routes; otherwise they stay, and what it had not acknowledged waits for it (or its slot's successor).
+    private func peerLost(_ link: PeerLink, peer: String) {
         peers.removeValue(forKey: peer)
         for (requestID, var claim) in claims where claim.waiting.remove(peer) != nil {
             claims[requestID] = claim
@@ -296,6 +320,7 @@ public final class ClusterNode: BrokerCluster {
         var orphan = Orphan(peerID: peer)
         // What it had not confirmed as durable may be lost with it: its successor gets it again.
         orphan.buffered = link.pendingAcknowledgement.map(\.publish)
+        orphan.bufferedBytes = link.unacknowledgedBytes
         orphan.timeout = loop.assumeIsolated().scheduleTask(in: Self.orphanGrace) {
             let node = bound.value
             guard let orphan = node.orphans[slot], orphan.peerID == peer else { return }
@@ -384,6 +409,7 @@ public final class ClusterNode: BrokerCluster {
         case .acknowledged(let sequence):
             var head = link.unacknowledgedHead
             while head < link.unacknowledged.count && link.unacknowledged[head].sequence <= sequence {
+                link.unacknowledgedBytes -= link.unacknowledged[head].publish.message.byteCount
                 head += 1
             }
             if head == link.unacknowledged.count {
@@ -453,8 +479,9 @@ public final class ClusterNode: BrokerCluster {
         for filter in broker.localRoutes {
             write(.routeAdded(filter: filter), to: link)
         }
+        // Not kept for replay: a successor gets the snapshot anew when it syncs.
         for retained in broker.retainedSnapshot {
-            writePublish(retained, to: link)
+            writePublish(retained, to: link, keep: false)
         }
         write(.syncDone, to: link)
         flush()
@@ -475,29 +502,66 @@ public final class ClusterNode: BrokerCluster {
     }
 
     public func send(_ publish: ForwardedPublish, to peer: String) {
+        let size = publish.message.byteCount
         guard let link = peers[peer] else {
             let slot = Self.slot(of: peer)
             guard var orphan = orphans[slot], orphan.peerID == peer else { return }
             orphans[slot] = nil
-            if orphan.buffered.count < Self.orphanBufferLimit {
+            if orphan.buffered.count < Self.orphanBufferLimit && orphan.bufferedBytes + size <= maxBufferedBytes {
                 orphan.buffered.append(publish)
+                orphan.bufferedBytes += size
             } else {
                 orphan.dropped += 1
+                droppedPublishes += 1
             }
             orphans[slot] = orphan
+            return
+        }
+        // Back-pressure: a peer that lags behind loses QoS 0 deliveries first (never retained-store changes).
+        let droppable = publish.message.qos == .atMostOnce && publish.retainStamp == nil
+        if droppable && link.unacknowledgedBytes + size > maxBufferedBytes / 2 {
+            droppedPublishes += 1
+            return
+        }
+        if link.unacknowledgedBytes + size > maxBufferedBytes {
+            resetLink(link, peer: peer)
+            send(publish, to: peer)
             return
         }
         writePublish(publish, to: link)
         scheduleFlush()
     }
 
-    /// Numbers the publish and keeps it until the peer says it is durable there.
-    private func writePublish(_ publish: ForwardedPublish, to link: PeerLink) {
+    /// A peer that holds `maxBufferedBytes` unacknowledged (stopped, or far behind) is treated as vanished: what
+    /// it had not acknowledged waits for it, bounded, its routes stay, and the link is opened again; the peer sees
+    /// the link close and does the same. Nothing grows for it beyond the bound meanwhile.
+    private func resetLink(_ link: PeerLink, peer: String) {
+        linkResets += 1
+        logger.warning(
+            "peer worker is not keeping up; resetting the link to it",
+            metadata: [
+                "cluster.peer": "\(peer)", "cluster.buffered_bytes": "\(link.unacknowledgedBytes)",
+                "cluster.limit": "\(maxBufferedBytes)",
+            ])
+        peerLost(link, peer: peer)
+        dirty.removeValue(forKey: ObjectIdentifier(link.channel))
+        link.channel.close(promise: nil)
+    }
+
+    /// Numbers the publish and, with `keep`, keeps it until the peer says it is durable there.
+    private func writePublish(_ publish: ForwardedPublish, to link: PeerLink, keep: Bool = true) {
         link.lastSentSequence += 1
-        if link.pendingAcknowledgement.count < Self.orphanBufferLimit {
+        if keep && link.pendingAcknowledgement.count < Self.orphanBufferLimit {
             link.unacknowledged.append((link.lastSentSequence, publish))
+            link.unacknowledgedBytes += publish.message.byteCount
         }
-        write(.publish(publish, sequence: link.lastSentSequence), to: link)
+        let parts = ClusterFrame.publishParts(publish, sequence: link.lastSentSequence, allocator: link.channel.allocator)
+        link.channel.write(parts.head, promise: nil)
+        if parts.payload.readableBytes > 0 {
+            link.channel.write(parts.payload, promise: nil)
+        }
+        link.channel.write(parts.tail, promise: nil)
+        dirty[ObjectIdentifier(link.channel)] = link
     }
 
     /// One acknowledgement per link in flight: sent when what was received so far is durable (delivered into

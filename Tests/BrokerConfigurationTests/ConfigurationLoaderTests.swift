@@ -107,6 +107,25 @@ import Testing
             maxSessionExpiryInterval: .seconds(86_400), maxTopicAlias: 0, sharedSubscription: false))
     }
 
+    @Test func storageLimits() throws {
+        #expect(try TestSupport.parse("").storage == StorageLimits(
+            maxQueuedBytes: 16 << 20, maxNodeQueuedBytes: 512 << 20, maxRetainedMessages: 1_000_000,
+            maxRetainedBytes: 128 << 20, maxSubscriptions: 1000, maxTopicLevels: 128, maxPeerBufferedBytes: 64 << 20))
+        let configuration = try TestSupport.parse(
+            """
+            mqtt.max_queued_bytes = 64KB
+            mqtt.max_node_queued_bytes = 1GB
+            mqtt.max_retained_messages = 10
+            mqtt.max_retained_bytes = 2MB
+            mqtt.max_subscriptions = 5
+            mqtt.max_topic_levels = 7
+            node.max_peer_buffered_bytes = 8MB
+            """)
+        #expect(configuration.storage == StorageLimits(
+            maxQueuedBytes: 64 << 10, maxNodeQueuedBytes: 1 << 30, maxRetainedMessages: 10, maxRetainedBytes: 2 << 20,
+            maxSubscriptions: 5, maxTopicLevels: 7, maxPeerBufferedBytes: 8 << 20))
+    }
+
     @Test func fetchRedirectsAndCRLEntryLimit() throws {
         let defaults = try TestSupport.parse("")
         #expect(defaults.node.fetchRedirects == .sameHost)

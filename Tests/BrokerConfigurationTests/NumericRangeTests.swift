@@ -50,6 +50,35 @@ import Testing
             key: "mqtt.max_topic_alias", lowest: "0", belowLowest: "-1", tooLow: "'-1' is out of range (0-65535)",
             highest: "65535", aboveHighest: "65536", tooHigh: "'65536' is out of range (0-65535)"),
         Boundary(
+            key: "mqtt.max_queued_bytes", lowest: "1KB", belowLowest: "1023",
+            tooLow: "size '1023' is out of range (1024-1073741824 bytes)",
+            highest: "1GB", aboveHighest: "1073741825",
+            tooHigh: "size '1073741825' is out of range (1024-1073741824 bytes)"),
+        Boundary(
+            key: "mqtt.max_node_queued_bytes", lowest: "1MB", belowLowest: "1048575",
+            tooLow: "size '1048575' is out of range (1048576-1073741824 bytes)",
+            highest: "1GB", aboveHighest: "2GB", tooHigh: "size '2GB' is out of range (1048576-1073741824 bytes)"),
+        Boundary(
+            key: "mqtt.max_retained_messages", lowest: "1", belowLowest: "0",
+            tooLow: "'0' is out of range (1-100000000)",
+            highest: "100000000", aboveHighest: "100000001", tooHigh: "'100000001' is out of range (1-100000000)"),
+        Boundary(
+            key: "mqtt.max_retained_bytes", lowest: "1024", belowLowest: "1000",
+            tooLow: "size '1000' is out of range (1024-1073741824 bytes)",
+            highest: "1073741824", aboveHighest: "1025MB",
+            tooHigh: "size '1025MB' is out of range (1024-1073741824 bytes)"),
+        Boundary(
+            key: "mqtt.max_subscriptions", lowest: "1", belowLowest: "0", tooLow: "'0' is out of range (1-10000000)",
+            highest: "10000000", aboveHighest: "10000001", tooHigh: "'10000001' is out of range (1-10000000)"),
+        Boundary(
+            key: "mqtt.max_topic_levels", lowest: "1", belowLowest: "0", tooLow: "'0' is out of range (1-65535)",
+            highest: "65535", aboveHighest: "65536", tooHigh: "'65536' is out of range (1-65535)"),
+        Boundary(
+            key: "node.max_peer_buffered_bytes", lowest: "1MB", belowLowest: "1KB",
+            tooLow: "size '1KB' is out of range (1048576-1073741824 bytes)",
+            highest: "1GB", aboveHighest: "1073741825",
+            tooHigh: "size '1073741825' is out of range (1048576-1073741824 bytes)"),
+        Boundary(
             key: "crl_cache_http_timeout", lowest: "1ms", belowLowest: "0ms",
             tooLow: "'0ms' is too short (the minimum is 1ms)",
             highest: "1h", aboveHighest: "61m", tooHigh: "'61m' is too long (the maximum is 1h)"),

@@ -105,7 +105,10 @@ import Testing
     }
 
     @Test func knownKeyListsAreComplete() {
-        #expect(ConfigurationLoader.knownGlobalKeys.count == 26)
+        #expect(ConfigurationLoader.knownGlobalKeys.count == 33)
+        for key in StorageLimits.Key.allCases where key != .maxQueuedMessages {
+            #expect(ConfigurationLoader.knownGlobalKeys.contains(key.rawValue))
+        }
         #expect(ConfigurationLoader.knownGlobalKeys.contains("node.fetch_refresh_floor"))
         #expect(ConfigurationLoader.knownGlobalKeys.contains("node.fetch_redirects"))
         #expect(ConfigurationLoader.knownGlobalKeys.contains("crl_cache_max_entries"))

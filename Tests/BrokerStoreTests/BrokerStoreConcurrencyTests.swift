@@ -1,5 +1,6 @@
 import BrokerStore
 import Foundation
+import NIOCore
 import Testing
 
 /// Several connections to one file at once, as the worker processes have them, and the batcher's throughput.
@@ -87,7 +88,7 @@ import Testing
         #expect(printed.trimmingCharacters(in: .whitespacesAndNewlines) == "\(count)")
         let retained = try store.loadRetained()
         #expect(retained.count == count)
-        #expect(retained.first { $0.topic == "child/7" }?.payload == [UInt8](repeating: 7, count: 32))
+        #expect(retained.first { $0.topic == "child/7" }?.payload == ByteBuffer(bytes: [UInt8](repeating: 7, count: 32)))
         #expect(store.lastWriteError == nil)
     }
 

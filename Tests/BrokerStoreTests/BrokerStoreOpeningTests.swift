@@ -173,7 +173,7 @@ import Testing
         let other = try DatabaseQueue(path: directory.database)
         try other.write { db in
             try db.execute(sql: "UPDATE retained_message SET qos = 300")
-            try db.execute(sql: "UPDATE session_outbound SET stage = 9 WHERE position = 1")
+            try db.execute(sql: "UPDATE session_delivery SET stage = 9 WHERE position = 1")
         }
         #expect {
             _ = try store.loadRetained()

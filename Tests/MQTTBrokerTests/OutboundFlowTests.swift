@@ -105,3 +105,62 @@ import Testing
         #expect(last > 0)
     }
 }
+
+/// The queue's byte bound (`mqtt.max_queued_bytes`) and the tickets the broker orders its budget by.
+@Suite struct OutboundFlowByteLimitTests {
+    let now = MonotonicInstant(nanoseconds: 1_000_000_000)
+
+    /// A delivery of `size` message bytes (topic "t" plus payload).
+    func delivery(_ size: Int, tag: UInt8) -> OutboundFlow.Delivery {
+        let message = ApplicationMessage(
+            topic: "t", payload: ByteBuffer(repeating: tag, count: size - 1), qos: .atLeastOnce, retain: false)
+        return OutboundFlow.Delivery(message: message, qos: .atLeastOnce, retain: false)
+    }
+
+    func tags(_ outputs: [OutboundFlow.Output]) -> [UInt8] {
+        outputs.compactMap {
+            if case .publish(let delivery, _, _) = $0 { delivery.message.payload.getInteger(at: delivery.message.payload.readerIndex) } else { nil }
+        }
+    }
+
+    @Test func theByteLimitDropsTheOldestAndCountsItApart() {
+        var flow = OutboundFlow(window: 1, queueLimit: 100, queueByteLimit: 300)
+        for tag in UInt8(1)...5 {
+            _ = flow.enqueue(delivery(100, tag: tag), isOnline: false, now: now)
+        }
+        #expect(flow.queuedCount == 3)
+        #expect(flow.queuedBytes == 300)
+        #expect(flow.droppedCount == 2)
+        #expect(flow.droppedForBytesCount == 2)
+        #expect(tags(flow.resume(now: now)) == [3])
+        #expect(flow.queuedBytes == 200, "a message that leaves for the wire leaves the count")
+    }
+
+    @Test func aMessageLargerThanTheLimitStillWaitsAlone() {
+        var flow = OutboundFlow(window: 1, queueLimit: 100, queueByteLimit: 300)
+        _ = flow.enqueue(delivery(100, tag: 1), isOnline: false, now: now)
+        _ = flow.enqueue(delivery(1000, tag: 2), isOnline: false, now: now)
+        #expect(flow.queuedCount == 1)
+        #expect(flow.queuedBytes == 1000)
+        _ = flow.enqueue(delivery(100, tag: 3), isOnline: false, now: now)
+        #expect(flow.queuedCount == 1, "the large one goes to make room")
+        #expect(tags(flow.resume(now: now)) == [3])
+    }
+
+    @Test func ticketsNumberQueuedMessagesInOrder() {
+        var flow = OutboundFlow(window: 1, queueLimit: 100)
+        #expect(flow.oldestQueuedTicket == nil)
+        for tag in UInt8(1)...3 {
+            _ = flow.enqueue(delivery(10, tag: tag), isOnline: false, now: now)
+        }
+        #expect(flow.oldestQueuedTicket == 0)
+        #expect(flow.nextTicket == 3)
+        let dropped = flow.dropOldestQueued()
+        #expect(dropped.map { tags([.publish($0, packetIdentifier: nil, dup: false)]) } == [1])
+        #expect(flow.oldestQueuedTicket == 1)
+        #expect(flow.droppedCount == 1)
+        #expect(flow.queuedBytes == 20)
+        flow.reset()
+        #expect(flow.queuedBytes == 0 && flow.oldestQueuedTicket == nil)
+    }
+}

@@ -25,7 +25,10 @@ import Testing
     }
 
     @Test func aPublishThatGrowsPastTheProtocolLimitIsDroppedNotEncoded() {
-        let h = Harness(settings: BrokerSettings(maximumPacketSize: Self.protocolMaximum))
+        var settings = BrokerSettings(maximumPacketSize: Self.protocolMaximum)
+        // The message is retained too (mqtt.max_retained_bytes is 128MB by default).
+        settings.storage.maxRetainedBytes = 1 << 30
+        let h = Harness(settings: settings)
         let subscriber = h.connect("sub")
         h.subscribe(subscriber, Self.topic, qos: .atLeastOnce, id: 268_435_455)
         let publisher = h.connect("pub")

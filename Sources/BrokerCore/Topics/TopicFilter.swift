@@ -56,6 +56,9 @@ public struct TopicFilter: Hashable, Sendable, CustomStringConvertible {
         return string[start...]
     }
 
+    /// The number of `/`-separated levels of the matched part (what follows `$share/{ShareName}/`).
+    public var levelCount: Int { withMatchFilterBytes { TopicBytes.levelCount($0) } }
+
     /// Whether the matched part starts with a wildcard, so it does not match `$` topics (MQTT-4.7.2-1).
     public var startsWithWildcard: Bool {
         withMatchFilterBytes { bytes in
