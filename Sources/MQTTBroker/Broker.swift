@@ -50,6 +50,8 @@ public final class Broker {
         public var messagesSent = 0
         public var messagesDropped = 0
         public var connections = 0
+        /// How often each connection limit held (see `LimitEvent`).
+        public var limits: [LimitEvent: Int] = [:]
     }
 
     public init(settings: BrokerSettings, access: AccessPolicy, scheduler: any BrokerScheduler, logger: Logger) {
@@ -402,16 +404,19 @@ public final class Broker {
         var delivery = OutboundFlow.Delivery(
             message: message, qos: min(message.qos, maximumQoS), retain: retain, subscriptionIdentifiers: identifiers)
         if delivery.qos == .atMostOnce {
-            // QoS 0 never waits: straight to an online client, nowhere for an offline one.
+            // QoS 0 never waits: straight to an online client (unless it is busy), nowhere for an offline one.
             session.controller?.writeImmediately(delivery, now: now)
             return
         }
-        if delivery.qos != .atMostOnce && (!session.isOnline || session.outbound.queuedCount > 0) {
+        // A client over its listener's high_watermark gets nothing new: QoS 1/2 waits in the session queue.
+        let canSend = session.controller.map { !$0.isBusy } ?? false
+        if session.isOnline && !canSend { count(.highWatermarkQoS12Held) }
+        if delivery.qos != .atMostOnce && (!canSend || session.outbound.queuedCount > 0) {
             // It will wait in the queue: keep the payload's own bytes, not the read buffer it is a slice of.
             delivery.message.payload = ByteBuffer(bytes: message.payload.readableBytesView)
         }
         let dropped = session.outbound.droppedCount
-        let outputs = session.outbound.enqueue(delivery, isOnline: session.isOnline, now: now)
+        let outputs = session.outbound.enqueue(delivery, isOnline: canSend, now: now)
         if session.outbound.droppedCount != dropped {
             statistics.messagesDropped += session.outbound.droppedCount - dropped
             logger.debug(
@@ -495,6 +500,11 @@ public final class Broker {
     /// Deliveries dropped because they could not go to their client (too large for it, or for MQTT).
     func countDropped(_ count: Int) {
         statistics.messagesDropped += count
+    }
+
+    /// A connection limit held (for status and the metrics).
+    public func count(_ event: LimitEvent, by count: Int = 1) {
+        statistics.limits[event, default: 0] += count
     }
 
     func connectionOpened() { statistics.connections += 1 }

@@ -13,12 +13,20 @@ public struct BrokerSettings: Sendable, Equatable {
     public var sharedSubscriptionAvailable: Bool
     /// How long a new connection may take to send CONNECT.
     public var connectTimeout: Duration
+    /// The topic bytes the aliases of one connection may hold, in each direction (`mqtt.max_topic_alias_bytes`).
+    public var maximumTopicAliasBytes: Int
+    /// The largest packet accepted before the CONNECT is (`mqtt.max_connect_packet_size`): the CONNECT itself.
+    public var maximumConnectPacketSize: Int
 
     public init(
         maximumPacketSize: Int = 1 << 20, maximumInflight: Int = 32, maximumQueuedMessages: Int = 1000,
-        retainAvailable: Bool = true, maximumSessionExpiryInterval: UInt32 = 7200, maximumTopicAlias: UInt16 = 65535,
-        sharedSubscriptionAvailable: Bool = true, connectTimeout: Duration = .seconds(10)
+        retainAvailable: Bool = true, maximumSessionExpiryInterval: UInt32 = 7200, maximumTopicAlias: UInt16 = 10,
+        sharedSubscriptionAvailable: Bool = true, connectTimeout: Duration = .seconds(10),
+        maximumTopicAliasBytes: Int = MQTTSettings.defaultMaxTopicAliasBytes,
+        maximumConnectPacketSize: Int = MQTTSettings.defaultMaxConnectPacketSize
     ) {
+        self.maximumTopicAliasBytes = maximumTopicAliasBytes
+        self.maximumConnectPacketSize = maximumConnectPacketSize
         self.maximumPacketSize = maximumPacketSize
         self.maximumInflight = maximumInflight
         self.maximumQueuedMessages = maximumQueuedMessages
@@ -37,6 +45,8 @@ public struct BrokerSettings: Sendable, Equatable {
             retainAvailable: settings.retainAvailable,
             maximumSessionExpiryInterval: UInt32(clamping: settings.maxSessionExpiryInterval.components.seconds),
             maximumTopicAlias: UInt16(clamping: settings.maxTopicAlias),
-            sharedSubscriptionAvailable: settings.sharedSubscription)
+            sharedSubscriptionAvailable: settings.sharedSubscription,
+            maximumTopicAliasBytes: settings.maxTopicAliasBytes,
+            maximumConnectPacketSize: settings.maxConnectPacketSize)
     }
 }
