@@ -124,6 +124,9 @@ public struct ChildStatistics: Codable, Sendable, Equatable {
     /// Connections closed at accept, before any TLS or MQTT work, by listener (`tcp:external`) and reason
     /// (`access_denied`, `max_connections`, `max_conn_rate`, `proxy_header_invalid`, `proxy_header_timeout`).
     public var connectionsRefused: [String: [String: Int]] = [:]
+    /// How often each connection limit held, by event (`high_watermark_qos0_dropped`, `send_timeout_closed`, …;
+    /// see `LimitEvent` in MQTTBroker).
+    public var limits: [String: Int] = [:]
     public var listeners: [Listener] = []
     /// Fetcher: fetches that published something new, that found nothing new, that failed.
     public var fetchPublished = 0
@@ -138,6 +141,7 @@ public struct ChildStatistics: Codable, Sendable, Equatable {
         case messagesSent = "messages_sent"
         case messagesDropped = "messages_dropped"
         case connectionsRefused = "connections_refused"
+        case limits
         case fetchPublished = "fetch_published"
         case fetchNotModified = "fetch_not_modified"
         case fetchFailed = "fetch_failed"

@@ -101,14 +101,19 @@ struct StatusCommand: ParsableCommand {
                     "\(listener) " + reasons.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
                         .joined(separator: " ")
                 }
+                let limits = statistics.limits.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
                 table.append([
                     "\(process.slot)", "\(statistics.connections)", "\(statistics.messagesReceived)",
-                    "\(statistics.messagesSent)", refusedAtAccept.isEmpty ? "-" : refusedAtAccept.joined(separator: "; "),
+                    "\(statistics.messagesSent)", "\(statistics.messagesDropped)",
+                    refusedAtAccept.isEmpty ? "-" : refusedAtAccept.joined(separator: "; "),
+                    limits.isEmpty ? "-" : limits.joined(separator: " "),
                     tls.isEmpty ? "-" : tls.joined(separator: "; "),
                 ])
             }
             Self.printTable(
-                header: ["WORKER", "CONNECTIONS", "MSGS IN", "MSGS OUT", "REFUSED AT ACCEPT", "TLS"], rows: table)
+                header: [
+                    "WORKER", "CONNECTIONS", "MSGS IN", "MSGS OUT", "DROPPED", "REFUSED AT ACCEPT", "LIMITS", "TLS",
+                ], rows: table)
             printInForce(reporting)
         }
         if !report.stapling.isEmpty {

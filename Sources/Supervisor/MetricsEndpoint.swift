@@ -36,7 +36,7 @@ enum MetricsEndpoint {
             .increment(by: Int64(statistics.reduce(0) { $0 + $1.messagesSent }))
         registry.makeCounter(
             descriptor: descriptor(
-                "messages_dropped", "total", "Messages dropped: full session queues, deliveries too large for their client"), labels: []
+                "messages_dropped", "total", "Messages dropped: full session queues, deliveries too large for their client, QoS 0 to a busy client"), labels: []
         ).increment(by: Int64(statistics.reduce(0) { $0 + $1.messagesDropped }))
 
         var handshakes: [String: Int] = [:]
@@ -71,6 +71,18 @@ enum MetricsEndpoint {
         for (key, count) in connectionRefusals.sorted(by: { $0.key.joined() < $1.key.joined() }) {
             registry.makeCounter(descriptor: connectionsRefused, labels: [("listener", key[0]), ("reason", key[1])])
                 .increment(by: Int64(count))
+        }
+        var limitEvents: [String: Int] = [:]
+        for worker in statistics {
+            for (event, count) in worker.limits {
+                limitEvents[event, default: 0] += count
+            }
+        }
+        let limitsDescriptor = descriptor(
+            "limit_events", "total",
+            "Connection limits that held (high_watermark, send_timeout, topic alias bytes, CONNECT size), by event")
+        for (event, count) in limitEvents.sorted(by: { $0.key < $1.key }) {
+            registry.makeCounter(descriptor: limitsDescriptor, labels: [("event", event)]).increment(by: Int64(count))
         }
         let refused = descriptor("tls_handshakes_refused", "total", "TLS handshakes refused, by listener and reason")
         for (key, count) in refusals.sorted(by: { $0.key.joined() < $1.key.joined() }) {
