@@ -19,7 +19,9 @@ the growth it reached (`pytest -s`).
 
 from __future__ import annotations
 
+import os
 import select
+import signal
 import socket
 import struct
 import threading
@@ -628,6 +630,35 @@ def test_16_packets_behind_a_route_barrier_are_served(broker, behind):
         assert kind == PINGRESP
     s.sendall(PINGREQ_BYTES)
     assert read_packet(s) == (PINGRESP, b"")
+
+
+@pytest.mark.time_limit(120)
+def test_16_a_slow_claim_does_not_buffer_what_the_client_sends_behind_its_connect(broker):
+    """The other worker is stopped (SIGSTOP), so the client id's claim waits for its 3 s timeout: 300 PUBLISHes of
+    512 KiB sent right behind the CONNECT wait in the socket, not in the worker (every packet up to 1000 was
+    decoded and held: +150 MiB). Then CONNACK, and the connection works."""
+    started(broker)
+    s, worker = raw_socket(broker)
+    other = [pid for pid in worker_pids(broker) if pid != worker]
+    assert len(other) == 1
+    rss = RSSPeak([worker])
+    os.kill(other[0], signal.SIGSTOP)
+    try:
+        payload = b"p" * (512 * 1024)
+        data = connect_packet(unique("slowclaim")) + b"".join(publish_packet("slow/claim", payload) for _ in range(300))
+        sent = flood(s, data, rss, seconds=2.5, stall=2.5)
+        rss.sample()
+    finally:
+        os.kill(other[0], signal.SIGCONT)
+    growth = rss.growth()
+    print(f"\n11 slow claim: {sent // (512 * 1024)} PUBLISHes of 512 KiB sent behind the CONNECT; worker +{growth:.1f} MiB")
+    assert growth < 24, f"the worker grew by {growth:.1f} MiB while the claim waited"
+    kind, body = read_packet(s, timeout=10)
+    assert kind == CONNACK and body[1] == 0, (kind, body)
+    rest = data[sent:]
+    s.settimeout(30)
+    s.sendall(rest + PINGREQ_BYTES)
+    assert read_packet(s, timeout=30) == (PINGRESP, b"")
 
 
 # ---------------------------------------------------------------------------------------------------------------
