@@ -10,6 +10,9 @@ public struct AcceptSettings: Sendable, Equatable {
     public var maxConnections: Int?
     /// `max_conn_rate`: new connections per second on the whole node; `nil`: no limit.
     public var maxConnectionRate: Int?
+    /// `max_connections_per_address` (new key): open connections of this listener from one client address (an
+    /// IPv6 /64) on the whole node; `nil`: no limit.
+    public var maxConnectionsPerAddress: Int?
     /// `backlog`: the listen backlog; default 1024.
     public var backlog: Int
     /// `nodelay`: TCP_NODELAY on client sockets; default true.
@@ -25,8 +28,9 @@ public struct AcceptSettings: Sendable, Equatable {
     public init(
         access: AccessRules = AccessRules([]), maxConnections: Int? = nil, maxConnectionRate: Int? = nil,
         backlog: Int = 1024, noDelay: Bool = true, reuseAddress: Bool = true, proxyProtocol: Bool = false,
-        proxyProtocolTimeout: Duration = .seconds(3)
+        proxyProtocolTimeout: Duration = .seconds(3), maxConnectionsPerAddress: Int? = nil
     ) {
+        self.maxConnectionsPerAddress = maxConnectionsPerAddress
         self.access = access
         self.maxConnections = maxConnections
         self.maxConnectionRate = maxConnectionRate

@@ -26,7 +26,9 @@ extension ConfigurationParser {
             retainAvailable: global.boolean("mqtt.retain_available"),
             maxSessionExpiryInterval: global.duration("mqtt.max_session_expiry_interval"),
             maxTopicAlias: global.integer("mqtt.max_topic_alias"),
-            sharedSubscription: global.boolean("mqtt.shared_subscription"))
+            sharedSubscription: global.boolean("mqtt.shared_subscription"),
+            maxTopicAliasBytes: global.integer("mqtt.max_topic_alias_bytes"),
+            maxConnectPacketSize: global.integer("mqtt.max_connect_packet_size"))
         let authentication = AuthenticationSettings(
             allowAnonymous: global.boolean("allow_anonymous"),
             aclFile: global.optionalString("acl_file"),
@@ -58,7 +60,10 @@ extension ConfigurationParser {
             kind: draft.id.kind, name: draft.id.name, address: address,
             allowAnonymous: values.optionalBoolean("allow_anonymous"),
             tls: draft.id.kind == .ssl ? buildTLS(values) : nil, line: line,
-            accept: buildAccept(values, rules: draft.accessRules))
+            accept: buildAccept(values, rules: draft.accessRules),
+            backPressure: BackPressureSettings(
+                highWatermark: values.integer("high_watermark"), sendTimeout: values.duration("send_timeout"),
+                sendTimeoutClose: values.boolean("send_timeout_close")))
     }
 
     private func buildAccept(_ values: ConfigurationValues, rules: [AccessRule]) -> AcceptSettings {
@@ -70,7 +75,8 @@ extension ConfigurationParser {
             noDelay: values.boolean("nodelay"),
             reuseAddress: values.boolean("reuseaddr"),
             proxyProtocol: values.boolean("proxy_protocol"),
-            proxyProtocolTimeout: values.duration("proxy_protocol_timeout"))
+            proxyProtocolTimeout: values.duration("proxy_protocol_timeout"),
+            maxConnectionsPerAddress: values.optionalInteger("max_connections_per_address"))
     }
 
     private func buildTLS(_ values: ConfigurationValues) -> TLSSettings {

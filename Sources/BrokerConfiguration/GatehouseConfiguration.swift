@@ -111,15 +111,27 @@ public struct MQTTSettings: Sendable, Equatable {
     public var retainAvailable: Bool
     /// `mqtt.max_session_expiry_interval`; default 2h.
     public var maxSessionExpiryInterval: Duration
-    /// `mqtt.max_topic_alias`; default 65535.
+    /// `mqtt.max_topic_alias`; default 10 (Mosquitto's).
     public var maxTopicAlias: Int
     /// `mqtt.shared_subscription`; default true.
     public var sharedSubscription: Bool
+    /// `mqtt.max_topic_alias_bytes` (new key); default 64KB. The topic bytes the aliases of one connection may
+    /// hold, in each direction.
+    public var maxTopicAliasBytes: Int
+    /// `mqtt.max_connect_packet_size` (new key); default 64KB. The largest packet accepted before a connection's
+    /// CONNECT is: the CONNECT itself.
+    public var maxConnectPacketSize: Int
+
+    public static let defaultMaxTopicAliasBytes = 64 << 10
+    public static let defaultMaxConnectPacketSize = 64 << 10
 
     public init(
         maxPacketSize: Int, maxInflight: Int, maxQueuedMessages: Int, retainAvailable: Bool,
-        maxSessionExpiryInterval: Duration, maxTopicAlias: Int, sharedSubscription: Bool
+        maxSessionExpiryInterval: Duration, maxTopicAlias: Int, sharedSubscription: Bool,
+        maxTopicAliasBytes: Int = defaultMaxTopicAliasBytes, maxConnectPacketSize: Int = defaultMaxConnectPacketSize
     ) {
+        self.maxTopicAliasBytes = maxTopicAliasBytes
+        self.maxConnectPacketSize = maxConnectPacketSize
         self.maxPacketSize = maxPacketSize
         self.maxInflight = maxInflight
         self.maxQueuedMessages = maxQueuedMessages
@@ -203,6 +215,8 @@ public struct ListenerConfiguration: Sendable, Equatable {
     public var tls: TLSSettings?
     /// Access rules, connection limits, socket options and the PROXY protocol: what happens at accept.
     public var accept: AcceptSettings
+    /// `high_watermark`, `send_timeout`, `send_timeout_close`: what a client that does not read may cost.
+    public var backPressure: BackPressureSettings
     /// Line of the `listener.<kind>.<name> = …` key.
     public var line: Int
 
@@ -211,8 +225,9 @@ public struct ListenerConfiguration: Sendable, Equatable {
 
     public init(
         kind: Kind, name: String, address: ListenAddress, allowAnonymous: Bool?, tls: TLSSettings?, line: Int,
-        accept: AcceptSettings = AcceptSettings()
+        accept: AcceptSettings = AcceptSettings(), backPressure: BackPressureSettings = BackPressureSettings()
     ) {
+        self.backPressure = backPressure
         self.kind = kind
         self.name = name
         self.address = address

@@ -47,7 +47,9 @@ enum KnownKeys {
         KeySpecification(
             "mqtt.max_session_expiry_interval", .duration(minimum: .zero, maximum: .seconds(Int64(UInt32.max))),
             default: .duration(.seconds(7200))),
-        KeySpecification("mqtt.max_topic_alias", .integer(0...65535), default: .integer(65535)),
+        KeySpecification("mqtt.max_topic_alias", .integer(0...65535), default: .integer(10)),
+        KeySpecification("mqtt.max_topic_alias_bytes", .size(1...(64 << 20)), default: .integer(64 << 10)),
+        KeySpecification("mqtt.max_connect_packet_size", .size(64...268_435_455), default: .integer(64 << 10)),
         KeySpecification("mqtt.shared_subscription", .boolean, default: .boolean(true)),
         // Storage bounds (issue 15): sizes up to 1GB like every size key, counts far from the 64-bit limits.
         KeySpecification(
@@ -84,12 +86,17 @@ enum KnownKeys {
         KeySpecification("allow_anonymous", .boolean),
         KeySpecification("max_connections", .integer(1...10_000_000)),
         KeySpecification("max_conn_rate", .integer(1...1_000_000)),
+        KeySpecification("max_connections_per_address", .integer(1...10_000_000)),
         KeySpecification("backlog", .integer(1...65535), default: .integer(1024)),
         KeySpecification("nodelay", .boolean, default: .boolean(true)),
         KeySpecification("reuseaddr", .boolean, default: .boolean(true)),
         KeySpecification("proxy_protocol", .boolean, default: .boolean(false)),
         KeySpecification(
             "proxy_protocol_timeout", .duration(minimum: positive, maximum: hour), default: .duration(.seconds(3))),
+        KeySpecification("high_watermark", .size(1024...(1 << 30)), default: .integer(1 << 20)),
+        KeySpecification(
+            "send_timeout", .duration(minimum: positive, maximum: hour), default: .duration(.seconds(15))),
+        KeySpecification("send_timeout_close", .boolean, default: .boolean(true)),
         KeySpecification("keyfile", .file, listenerKinds: [.ssl]),
         KeySpecification("certfile", .file, listenerKinds: [.ssl]),
         KeySpecification("cacertfile", .file, listenerKinds: [.ssl]),
@@ -142,16 +149,15 @@ enum KnownKeys {
         ("acceptors", erlangTuning),
         ("zone", "not supported: Gatehouse has no zones; set the MQTT limits with the mqtt.* keys"),
         ("active_n", erlangTuning),
-        ("rate_limit", backPressure),
-        ("send_timeout", backPressure),
-        ("send_timeout_close", backPressure),
+        ("rate_limit", byteRate),
         ("dhfile", "not supported: only ECDHE key exchange is offered, so Diffie-Hellman parameters are never used"),
     ]
 
     private static let erlangTuning =
         "not supported: Erlang VM tuning with no equivalent here (each worker accepts on its own event loop)"
-    private static let backPressure =
-        "not supported yet: byte-rate limits and send timeouts come with back-pressure (issue #15)"
+    private static let byteRate =
+        "not supported: there is no byte-rate limit per connection (high_watermark, send_timeout and "
+        + "send_timeout_close bound what a client that does not read can cost)"
 
     /// Highest `N` of `access.<N>`.
     static let maximumAccessRuleNumber = 1_000_000

@@ -151,9 +151,11 @@ public struct ChildStatistics: Codable, Sendable, Equatable {
     public var messagesReceived = 0
     public var messagesSent = 0
     public var messagesDropped = 0
-    /// Worker: messages dropped and requests refused at each storage limit since start, by the limit's key
-    /// (`mqtt.max_queued_bytes`, `mqtt.max_subscriptions`, `node.max_peer_buffered_bytes`, …). Optional, so
-    /// that the figures of a child without it still decode.
+    /// Worker: how often each limit held since start: messages dropped and requests refused at each storage
+    /// limit, by the limit's key (`mqtt.max_queued_bytes`, `mqtt.max_subscriptions`,
+    /// `node.max_peer_buffered_bytes`, …), and the connection limits' events (`high_watermark_qos0_dropped`,
+    /// `send_timeout_closed`, …; see `LimitEvent` in MQTTBroker). Optional, so that the figures of a child without
+    /// it still decode.
     public var limitHits: [String: Int]?
     /// Worker: what it holds now.
     public var storage: Storage?

@@ -103,12 +103,14 @@ struct StatusCommand: ParsableCommand {
                 }
                 table.append([
                     "\(process.slot)", "\(statistics.connections)", "\(statistics.messagesReceived)",
-                    "\(statistics.messagesSent)", refusedAtAccept.isEmpty ? "-" : refusedAtAccept.joined(separator: "; "),
+                    "\(statistics.messagesSent)", "\(statistics.messagesDropped)",
+                    refusedAtAccept.isEmpty ? "-" : refusedAtAccept.joined(separator: "; "),
                     tls.isEmpty ? "-" : tls.joined(separator: "; "),
                 ])
             }
             Self.printTable(
-                header: ["WORKER", "CONNECTIONS", "MSGS IN", "MSGS OUT", "REFUSED AT ACCEPT", "TLS"], rows: table)
+                header: ["WORKER", "CONNECTIONS", "MSGS IN", "MSGS OUT", "DROPPED", "REFUSED AT ACCEPT", "TLS"],
+                rows: table)
             printStorage(reporting)
             printInForce(reporting)
         }

@@ -54,8 +54,8 @@ public final class Broker {
         public var messagesSent = 0
         public var messagesDropped = 0
         public var connections = 0
-        /// Messages dropped and requests refused at each storage limit, by the limit's key
-        /// (`mqtt.max_queued_bytes`, …).
+        /// How often each limit held: messages dropped and requests refused at each storage limit, by the limit's
+        /// key (`mqtt.max_queued_bytes`, …), and the connection limits' events (`LimitEvent`, by raw value).
         public var limitHits: [String: Int] = [:]
     }
 
@@ -426,16 +426,19 @@ public final class Broker {
         var delivery = OutboundFlow.Delivery(
             message: message, qos: min(message.qos, maximumQoS), retain: retain, subscriptionIdentifiers: identifiers)
         if delivery.qos == .atMostOnce {
-            // QoS 0 never waits: straight to an online client, nowhere for an offline one.
+            // QoS 0 never waits: straight to an online client (unless it is busy), nowhere for an offline one.
             session.controller?.writeImmediately(delivery, now: now)
             return
         }
+        // A client over its listener's high_watermark gets nothing new: QoS 1/2 waits in the session queue.
+        let canSend = session.controller.map { !$0.isBusy } ?? false
+        if session.isOnline && !canSend { count(.highWatermarkQoS12Held) }
         // It may wait (in flight or queued): hold the shared copy, not the read buffer it is a slice of.
         delivery.message = held(message, cache: &heldCopy)
         let dropped = session.outbound.droppedCount
         let droppedForBytes = session.outbound.droppedForBytesCount
         let ticket = session.outbound.nextTicket
-        let outputs = session.outbound.enqueue(delivery, isOnline: session.isOnline, now: now)
+        let outputs = session.outbound.enqueue(delivery, isOnline: canSend, now: now)
         if session.outbound.droppedCount != dropped {
             let forBytes = session.outbound.droppedForBytesCount - droppedForBytes
             statistics.messagesDropped += session.outbound.droppedCount - dropped
@@ -530,6 +533,11 @@ public final class Broker {
     /// Deliveries dropped because they could not go to their client (too large for it, or for MQTT).
     func countDropped(_ count: Int) {
         statistics.messagesDropped += count
+    }
+
+    /// A connection limit held (for status and the metrics).
+    public func count(_ event: LimitEvent, by count: Int = 1) {
+        statistics.limitHits[event.rawValue, default: 0] += count
     }
 
     func connectionOpened() { statistics.connections += 1 }

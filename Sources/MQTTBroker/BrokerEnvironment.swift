@@ -12,6 +12,17 @@ public protocol MQTTClientConnection: AnyObject {
     func flush()
     /// Flushes and closes the connection. Idempotent.
     func close()
+    /// More than the listener's `high_watermark` waits to be written: QoS 0 deliveries are dropped, QoS 1/2 ones
+    /// wait in the session queue, until `ConnectionController.outboundWritable()` says it is down again.
+    var isBusy: Bool { get }
+    /// The controller takes packets again (`ConnectionController.acceptsInput` is true again): read on.
+    func resumeInput()
+}
+
+extension MQTTClientConnection {
+    /// Connections that buffer nothing themselves are never busy.
+    public var isBusy: Bool { false }
+    public func resumeInput() {}
 }
 
 /// Timers, so the broker can be driven by a NIO event loop in the worker and by a manual clock in tests.

@@ -17,12 +17,20 @@ public struct BrokerSettings: Sendable, Equatable {
     public var storage = StorageLimits()
     /// This worker's share of `mqtt.max_node_queued_bytes`: what all its sessions may queue together.
     public var workerQueuedBytes = StorageLimits.defaultMaxNodeQueuedBytes
+    /// The topic bytes the aliases of one connection may hold, in each direction (`mqtt.max_topic_alias_bytes`).
+    public var maximumTopicAliasBytes: Int
+    /// The largest packet accepted before the CONNECT is (`mqtt.max_connect_packet_size`): the CONNECT itself.
+    public var maximumConnectPacketSize: Int
 
     public init(
         maximumPacketSize: Int = 1 << 20, maximumInflight: Int = 32, maximumQueuedMessages: Int = 1000,
-        retainAvailable: Bool = true, maximumSessionExpiryInterval: UInt32 = 7200, maximumTopicAlias: UInt16 = 65535,
-        sharedSubscriptionAvailable: Bool = true, connectTimeout: Duration = .seconds(10)
+        retainAvailable: Bool = true, maximumSessionExpiryInterval: UInt32 = 7200, maximumTopicAlias: UInt16 = 10,
+        sharedSubscriptionAvailable: Bool = true, connectTimeout: Duration = .seconds(10),
+        maximumTopicAliasBytes: Int = MQTTSettings.defaultMaxTopicAliasBytes,
+        maximumConnectPacketSize: Int = MQTTSettings.defaultMaxConnectPacketSize
     ) {
+        self.maximumTopicAliasBytes = maximumTopicAliasBytes
+        self.maximumConnectPacketSize = maximumConnectPacketSize
         self.maximumPacketSize = maximumPacketSize
         self.maximumInflight = maximumInflight
         self.maximumQueuedMessages = maximumQueuedMessages
@@ -41,7 +49,9 @@ public struct BrokerSettings: Sendable, Equatable {
             retainAvailable: settings.retainAvailable,
             maximumSessionExpiryInterval: UInt32(clamping: settings.maxSessionExpiryInterval.components.seconds),
             maximumTopicAlias: UInt16(clamping: settings.maxTopicAlias),
-            sharedSubscriptionAvailable: settings.sharedSubscription)
+            sharedSubscriptionAvailable: settings.sharedSubscription,
+            maximumTopicAliasBytes: settings.maxTopicAliasBytes,
+            maximumConnectPacketSize: settings.maxConnectPacketSize)
     }
 
     /// The `mqtt.*` settings with the storage bounds; the node's queue budget is split evenly over its workers.

@@ -82,6 +82,7 @@ extension ConnectionController {
                 self.received(packet)
             }
             self.broker.flushPending()
+            if self.acceptsInput { self.connection.resumeInput() }
         }
     }
 

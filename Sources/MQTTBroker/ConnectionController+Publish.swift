@@ -7,6 +7,8 @@ extension ConnectionController {
     /// PUBLISH from the client (§3.3): resolve the topic alias, check the ACL and limits, route, acknowledge.
     func handlePublish(_ publish: PublishPacket, session: Session) {
         var topic = publish.topic
+        // An alias is set only by a publish the ACL allows (below).
+        var aliasToSet: UInt16?
         if let alias = publish.properties.topicAlias {
             guard alias > 0, alias <= broker.settings.maximumTopicAlias else {
                 protocolViolation(.topicAliasInvalid, "topic alias \(alias) outside 1…\(broker.settings.maximumTopicAlias)")
@@ -19,7 +21,7 @@ extension ConnectionController {
                 }
                 topic = known
             } else {
-                inboundTopicAliases[alias] = topic
+                aliasToSet = alias
             }
         }
         // mqtt.max_topic_levels: the topic is well formed but not accepted here (EMQX closes the same way).
@@ -46,6 +48,9 @@ extension ConnectionController {
         }
 
         let allowed = broker.access.canPublish(topic: topic, clientID: clientID, username: username)
+        if allowed, let alias = aliasToSet, !setInboundTopicAlias(alias, topic: topic) {
+            return
+        }
         if allowed {
             let message = ApplicationMessage(
                 publish: publish, topic: topic, publisher: clientID, now: broker.scheduler.now)
@@ -67,6 +72,26 @@ extension ConnectionController {
                 send(.pubrec(PubRecPacket(packetIdentifier: identifier, reasonCode: reason)))
             }
         }
+    }
+
+    /// Records an alias the client set, within `mqtt.max_topic_alias_bytes` for all of its aliases' topics; over
+    /// it, the client is disconnected with 0x97 (Quota exceeded) and `false` returned.
+    private func setInboundTopicAlias(_ alias: UInt16, topic: String) -> Bool {
+        let bytes = inboundTopicAliasBytes - (inboundTopicAliases[alias]?.utf8.count ?? 0) + topic.utf8.count
+        guard bytes <= broker.settings.maximumTopicAliasBytes else {
+            broker.count(.topicAliasBytesClosed)
+            logger.warning(
+                "topic aliases over mqtt.max_topic_alias_bytes, closing",
+                metadata: [
+                    "mqtt.reason": "\(ReasonCode.quotaExceeded)", "mqtt.topic_alias": "\(alias)",
+                    "mqtt.topic_alias_bytes": "\(bytes)", "mqtt.max_topic_alias_bytes": "\(broker.settings.maximumTopicAliasBytes)",
+                ])
+            disconnect(reason: .quotaExceeded, publishWill: true)
+            return false
+        }
+        inboundTopicAliases[alias] = topic
+        inboundTopicAliasBytes = bytes
+        return true
     }
 
     /// Puts what the session's outbound flow decided on the wire (flushed with the rest of the batch).
@@ -98,6 +123,12 @@ extension ConnectionController {
     /// A QoS 0 delivery: no flow state, no intermediate arrays.
     func writeImmediately(_ delivery: OutboundFlow.Delivery, now: MonotonicInstant) {
         guard case .connected = state else { return }
+        if isBusy {
+            // More than the listener's high_watermark waits for this client already: QoS 0 does not wait.
+            broker.countDropped(1)
+            broker.count(.highWatermarkQoS0Dropped)
+            return
+        }
         if let packet = makePublish(delivery, packetIdentifier: nil, dup: false, now: now) {
             connection.send(.publish(packet))
             broker.countSent(1)
@@ -131,9 +162,13 @@ extension ConnectionController {
                     properties.topicAlias = alias
                     packet.topic = ""
                 } else if outboundTopicAliases.count < Int(clientTopicAliasMaximum) {
-                    let alias = UInt16(outboundTopicAliases.count + 1)
-                    newAlias = alias
-                    properties.topicAlias = alias
+                    if outboundTopicAliasBytes + message.topic.utf8.count <= broker.settings.maximumTopicAliasBytes {
+                        let alias = UInt16(outboundTopicAliases.count + 1)
+                        newAlias = alias
+                        properties.topicAlias = alias
+                    } else {
+                        broker.count(.topicAliasBytesUnaliased)
+                    }
                 }
             }
             packet.properties = properties
@@ -157,6 +192,7 @@ extension ConnectionController {
         }
         if let newAlias {
             outboundTopicAliases[message.topic] = newAlias
+            outboundTopicAliasBytes += message.topic.utf8.count
         }
         return packet
     }

@@ -16,10 +16,15 @@ public final class ConnectionController {
         case closed
     }
 
-    /// Packets a client may send before its CONNACK while its session is claimed from other workers.
+    /// Packets a connection may hand in while `acceptsInput` is false (its client id claimed, or a SUBACK waiting
+    /// for the routes). The worker's connections stop reading instead, so none normally arrive; one that does not
+    /// is disconnected past this many, with a reason code and a log line.
     static let maximumPacketsWhileClaiming = 1000
     /// While a SUBACK waits for the other workers to learn the new routes, later packets wait here, in order.
     var heldPackets: [MQTTPacket]?
+    /// Topic bytes held by `inboundTopicAliases` and `outboundTopicAliases` (`mqtt.max_topic_alias_bytes` each).
+    var inboundTopicAliasBytes = 0
+    var outboundTopicAliasBytes = 0
 
     /// What the TLS layer learned from a verified client certificate (`peer_cert_as_username/clientid`).
     public struct CertificateIdentity: Sendable, Equatable {
@@ -84,6 +89,29 @@ public final class ConnectionController {
         return nil
     }
 
+    /// Whether the connection should hand in more packets now. Not while the client id is claimed from other
+    /// workers or a SUBACK waits for the routes: the connection stops reading meanwhile, and `resumeInput()` on it
+    /// says when to go on, so what a client sends behind such a packet waits in its socket, not in the worker.
+    public var acceptsInput: Bool {
+        switch state {
+        case .claiming: return false
+        case .connected: return heldPackets == nil
+        case .awaitingConnect, .closed: return true
+        }
+    }
+
+    /// The largest packet to accept next: `mqtt.max_connect_packet_size` until a CONNECT is accepted (a client
+    /// that never authenticates cannot make the worker buffer a large packet), then `mqtt.max_packet_size`.
+    public var maximumInboundPacketSize: Int {
+        if case .awaitingConnect = state {
+            return min(broker.settings.maximumConnectPacketSize, broker.settings.maximumPacketSize)
+        }
+        return broker.settings.maximumPacketSize
+    }
+
+    /// The connection holds more than its listener's `high_watermark` unwritten (see `MQTTClientConnection`).
+    var isBusy: Bool { connection.isBusy }
+
     /// The connection is open: CONNECT must follow within the connect timeout.
     public func start() {
         broker.connectionOpened()
@@ -111,7 +139,7 @@ public final class ConnectionController {
             handleConnect(connect)
         case .claiming(var buffered):
             guard buffered.count < Self.maximumPacketsWhileClaiming else {
-                closeConnection(publishWill: false)
+                inputOverflow(while: "its client id is claimed from the other workers")
                 return
             }
             buffered.append(packet)
@@ -119,7 +147,7 @@ public final class ConnectionController {
         case .connected(let session):
             if heldPackets != nil {
                 guard heldPackets?.count ?? 0 < Self.maximumPacketsWhileClaiming else {
-                    closeConnection(publishWill: true)
+                    inputOverflow(while: "a SUBACK waits for the other workers to learn the routes")
                     return
                 }
                 heldPackets?.append(packet)
@@ -129,7 +157,7 @@ public final class ConnectionController {
         }
     }
 
-    /// Holds input until `work` decides to release it (see `heldPackets`).
+    /// Holds input until `work` decides to release it (see `heldPackets`), then asks the connection to read on.
     func holdInput(until wait: (@escaping () -> Void) -> Void, then work: @escaping () -> Void) {
         heldPackets = []
         wait { [weak self] in
@@ -141,14 +169,45 @@ public final class ConnectionController {
                 self.received(packet)
             }
             self.broker.flushPending()
+            if self.acceptsInput { self.connection.resumeInput() }
+        }
+    }
+
+    /// More packets arrived while input should have paused than may wait: the connection did not stop reading.
+    /// Never a silent close: MQTT 5 clients get 0x97 (Quota exceeded), in a CONNACK before it was sent.
+    private func inputOverflow(while reason: String) {
+        logger.warning(
+            "too many packets while input waits, closing",
+            metadata: [
+                "tls.peer": "\(peerDescription)", "mqtt.reason": "\(ReasonCode.quotaExceeded)", "error": "\(reason)",
+                "mqtt.packets": "\(Self.maximumPacketsWhileClaiming)",
+            ])
+        if case .claiming = state {
+            connection.send(.connack(ConnAckPacket(sessionPresent: false, reasonCode: .quotaExceeded)))
+            closeConnection(publishWill: false)
+        } else {
+            disconnect(reason: .quotaExceeded, publishWill: true)
         }
     }
 
     /// The decoder rejected the input: answer as the spec allows, then close this connection only.
     public func decodingFailed(_ error: MQTTDecodingError) {
-        logger.info(
-            "malformed MQTT input, closing",
-            metadata: ["tls.peer": "\(peerDescription)", "mqtt.reason": "\(error.reasonCode)", "error": "\(error.message)"])
+        if error.reasonCode == .packetTooLarge, case .awaitingConnect = state,
+            maximumInboundPacketSize < broker.settings.maximumPacketSize
+        {
+            broker.count(.connectPacketSizeRefused)
+            logger.info(
+                "CONNECT larger than mqtt.max_connect_packet_size, closing",
+                metadata: [
+                    "tls.peer": "\(peerDescription)", "mqtt.reason": "\(error.reasonCode)", "error": "\(error.message)",
+                ])
+        } else {
+            logger.info(
+                "malformed MQTT input, closing",
+                metadata: [
+                    "tls.peer": "\(peerDescription)", "mqtt.reason": "\(error.reasonCode)", "error": "\(error.message)",
+                ])
+        }
         if case .closed = state { return }
         if let response = error.suggestedResponse {
             if case .connack = response.packet, case .awaitingConnect = state {
@@ -281,6 +340,39 @@ public final class ConnectionController {
         keepAliveTimer = nil
         connectTimer?.cancel()
         connectTimer = nil
+    }
+
+    // MARK: Back-pressure
+
+    /// The connection is below its high watermark again: what waited in the session queue goes out, as far as
+    /// the window allows.
+    public func outboundWritable() {
+        guard case .connected(let session) = state, session.outbound.queuedCount > 0, !isBusy else { return }
+        let now = broker.scheduler.now
+        let outputs = session.outbound.release(now: now)
+        guard !outputs.isEmpty else { return }
+        write(outputs, now: now)
+        broker.sessionChanged(session)
+    }
+
+    /// The connection stayed over its high watermark for `send_timeout`: closed (`send_timeout_close`; the will
+    /// is published, as for a keep-alive timeout) or kept, with one log line either way.
+    public func sendTimedOut(after timeout: Duration, closing: Bool, bytesWaiting: Int) {
+        if case .closed = state { return }
+        let metadata: Logger.Metadata = [
+            "tls.peer": "\(peerDescription)", "mqtt.send_timeout": "\(timeout)", "mqtt.bytes_waiting": "\(bytesWaiting)",
+        ]
+        guard closing else {
+            broker.count(.sendTimeoutKept)
+            logger.info("send timeout: the client has not read for send_timeout, kept (send_timeout_close = off)",
+                metadata: metadata)
+            return
+        }
+        broker.count(.sendTimeoutClosed)
+        logger.warning(
+            "send timeout: the client has not read for send_timeout, closing",
+            metadata: metadata.merging(["mqtt.reason": "\(ReasonCode.quotaExceeded)"]) { $1 })
+        disconnect(reason: .quotaExceeded, publishWill: true)
     }
 
     // MARK: Keep alive

@@ -171,6 +171,12 @@ public struct OutboundFlow: Sendable {
         return outputs
     }
 
+    /// Sends what the window allows from the queue: the connection was busy (over its high watermark) while
+    /// messages arrived, so they were queued rather than sent.
+    public mutating func release(now: MonotonicInstant) -> [Output] {
+        drain(now: now)
+    }
+
     /// Drops everything (clean start, or session end).
     public mutating func reset() {
         inflight.removeAll()

@@ -16,7 +16,8 @@ extension MetricsEndpoint {
         }
         let hitDescriptor = descriptor(
             "limit_hits", "total",
-            "Messages dropped and requests refused at a storage limit, by the limit's configuration key")
+            "Limits that held: messages dropped and requests refused at a storage limit (by its configuration key), "
+                + "and connection limit events (high_watermark, send_timeout, topic alias bytes, CONNECT size)")
         for (key, count) in hits.sorted(by: { $0.key < $1.key }) {
             registry.makeCounter(descriptor: hitDescriptor, labels: [("limit", key)]).increment(by: Int64(count))
         }

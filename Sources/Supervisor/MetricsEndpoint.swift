@@ -36,7 +36,7 @@ enum MetricsEndpoint {
             .increment(by: Int64(statistics.reduce(0) { $0 + $1.messagesSent }))
         registry.makeCounter(
             descriptor: descriptor(
-                "messages_dropped", "total", "Messages dropped: full session queues, deliveries too large for their client"), labels: []
+                "messages_dropped", "total", "Messages dropped: full session queues, deliveries too large for their client, QoS 0 to a busy client"), labels: []
         ).increment(by: Int64(statistics.reduce(0) { $0 + $1.messagesDropped }))
 
         renderStorage(statistics, into: registry, descriptor: descriptor)

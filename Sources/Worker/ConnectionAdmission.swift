@@ -4,8 +4,8 @@ import NIOConcurrencyHelpers
 import NIOCore
 import ProcessSupport
 
-/// The accept-time gate of one listener in one worker: `access.<N>` rules, `max_connections` and
-/// `max_conn_rate` (node-wide, through `SharedListenerCounters`), decided on the client's address (the socket's
+/// The accept-time gate of one listener in one worker: `access.<N>` rules, `max_connections`, `max_conn_rate` and
+/// `max_connections_per_address` (node-wide, through `SharedListenerCounters`), decided on the client's address (the socket's
 /// peer, or the one a PROXY protocol header named) before any TLS work. Refusals are counted per reason for
 /// `gatehouse status` and the metrics.
 ///
@@ -18,14 +18,26 @@ final class ConnectionAdmission: Sendable {
         case accessDenied = "access_denied"
         case maxConnections = "max_connections"
         case maxConnectionRate = "max_conn_rate"
+        case maxConnectionsPerAddress = "max_connections_per_address"
         case proxyHeaderInvalid = "proxy_header_invalid"
         case proxyHeaderTimeout = "proxy_header_timeout"
     }
 
     enum Decision: Sendable, Equatable {
-        /// Serve it; `holdsPlace`: the connection counts towards `max_connections` until `release()`.
-        case admitted(holdsPlace: Bool)
+        /// Serve it; what it counts towards until `release(_:)`.
+        case admitted(Reservation)
         case refused(Refusal)
+    }
+
+    /// The places an admitted connection holds in the node-wide counters.
+    struct Reservation: Sendable, Equatable {
+        /// Counted towards `max_connections`.
+        var connection = false
+        /// Counted towards `max_connections_per_address`, in this bucket.
+        var addressBucket: Int?
+
+        /// Whether `release(_:)` must be called when the connection closes.
+        var holdsPlace: Bool { connection || addressBucket != nil }
     }
 
     let listener: String
@@ -37,31 +49,46 @@ final class ConnectionAdmission: Sendable {
     init(listener: ListenerConfiguration, runDirectory: String) throws(SystemError) {
         self.listener = listener.identifier
         self.settings = listener.accept
-        if settings.maxConnections != nil || settings.maxConnectionRate != nil {
+        if settings.maxConnections != nil || settings.maxConnectionRate != nil
+            || settings.maxConnectionsPerAddress != nil
+        {
             counters = try SharedListenerCounters(runDirectory: runDirectory, listener: listener.identifier)
         } else {
             counters = nil
         }
     }
 
-    /// Decides for a client at `address`; counts the refusal. An admitted connection with `holdsPlace` must be
-    /// released when it closes.
+    /// Decides for a client at `address`; counts the refusal. An admitted connection whose reservation
+    /// `holdsPlace` must be released when it closes.
     func admit(_ address: SocketAddress?) -> Decision {
-        if !settings.access.isEmpty, !settings.access.allows(address.flatMap(Self.addressBytes)) {
+        let bytes = address.flatMap(Self.addressBytes)
+        if !settings.access.isEmpty, !settings.access.allows(bytes) {
             return refuse(.accessDenied)
         }
         if let rate = settings.maxConnectionRate, let counters, !counters.takeRateToken(rate: rate) {
             return refuse(.maxConnectionRate)
         }
-        if let limit = settings.maxConnections, let counters {
-            return counters.reserveConnection(limit: limit) ? .admitted(holdsPlace: true) : refuse(.maxConnections)
+        var reservation = Reservation()
+        if let limit = settings.maxConnectionsPerAddress, let counters, let bytes {
+            guard let bucket = counters.reserveAddress(SharedListenerCounters.addressKey(bytes), limit: limit) else {
+                return refuse(.maxConnectionsPerAddress)
+            }
+            reservation.addressBucket = bucket
         }
-        return .admitted(holdsPlace: false)
+        if let limit = settings.maxConnections, let counters {
+            guard counters.reserveConnection(limit: limit) else {
+                release(reservation)
+                return refuse(.maxConnections)
+            }
+            reservation.connection = true
+        }
+        return .admitted(reservation)
     }
 
-    /// A connection admitted with `holdsPlace` closed.
-    func release() {
-        counters?.releaseConnection()
+    /// A connection admitted with `reservation` closed.
+    func release(_ reservation: Reservation) {
+        if reservation.connection { counters?.releaseConnection() }
+        if let bucket = reservation.addressBucket { counters?.releaseAddress(bucket: bucket) }
     }
 
     /// Counts a refusal decided elsewhere (the PROXY protocol handler).

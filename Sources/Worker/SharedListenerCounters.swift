@@ -19,15 +19,30 @@ import Synchronization
 /// token bucket of `rate` tokens refilled at `rate` per second) in microseconds of `CLOCK_MONOTONIC`, which all
 /// processes share; a compare-and-swap updates it, so the rate is node-wide and exact.
 ///
+/// **Per address.** Behind the slots, every slot owns a table of `addressBuckets` counters: a client address (an
+/// IPv4 address, or an IPv6 /64) counts in the bucket its keyed hash names (SipHash with a random key the first
+/// worker writes into the file, so that nobody can aim addresses at one bucket). A worker admits a connection from
+/// an address as it admits any: it adds 1 to its own counter of the bucket, sums that bucket over the slots ever
+/// claimed, and takes the 1 back if the sum exceeds the limit (`max_connections_per_address`). Addresses that
+/// share a bucket share its limit (a rare false refusal, never a false admission); a dead worker's counts go with
+/// its slot. The file is sparse: only the tables of slots in use take memory.
+///
 /// Owned by the worker's `ConnectionAdmission` of that listener; the atomics make it safe from any thread.
 final class SharedListenerCounters: @unchecked Sendable {
     // @unchecked: the mapping is immutable after init and every access to it goes through atomics.
 
     /// Slots for workers alive at once (up to 256 per generation, with retiring ones beside new ones).
     static let slotCount = 1024
+    /// Counters per slot for client addresses (see `reserveAddress`).
+    static let addressBuckets = 4096
     private static let rateOffset = 0
+    /// How many slots were ever claimed (the highest index + 1), so sums over address buckets skip the rest.
+    private static let claimedSlotsOffset = 8
+    /// The SipHash key of the address buckets, written once (non-zero) by the first worker.
+    private static let hashKeyOffset = 16
     private static let slotsOffset = 64
-    private static let fileSize = slotsOffset + slotCount * 8
+    private static let addressesOffset = 3 * 4096
+    private static let fileSize = addressesOffset + slotCount * addressBuckets * 4
     /// `F_OFD_SETLK` (Linux 3.15); the Glibc module does not export it without _GNU_SOURCE.
     private static let setOpenFileDescriptionLock: Int32 = 37
 
@@ -36,6 +51,10 @@ final class SharedListenerCounters: @unchecked Sendable {
     private let mapping: UnsafeMutableRawPointer
     private let rateWord: UnsafeMutablePointer<Atomic<Int64>>
     private let slots: UnsafeMutablePointer<Atomic<Int64>>
+    private let claimedSlots: UnsafeMutablePointer<Atomic<Int64>>
+    private let hashKey: UInt64
+    /// `slotCount` tables of `addressBuckets` counters, one table per slot.
+    private let addresses: UnsafeMutablePointer<Atomic<Int32>>
     /// The slot this process owns.
     let slot: Int
 
@@ -65,6 +84,14 @@ final class SharedListenerCounters: @unchecked Sendable {
         fileDescriptor = fd
         rateWord = (mapping + Self.rateOffset).bindMemory(to: Atomic<Int64>.self, capacity: 1)
         slots = (mapping + Self.slotsOffset).bindMemory(to: Atomic<Int64>.self, capacity: Self.slotCount)
+        claimedSlots = (mapping + Self.claimedSlotsOffset).bindMemory(to: Atomic<Int64>.self, capacity: 1)
+        addresses = (mapping + Self.addressesOffset).bindMemory(
+            to: Atomic<Int32>.self, capacity: Self.slotCount * Self.addressBuckets)
+        let keyWord = (mapping + Self.hashKeyOffset).bindMemory(to: Atomic<UInt64>.self, capacity: 1)
+        let candidate = UInt64.random(in: 1...UInt64.max)
+        let (_, existing) = keyWord.pointee.compareExchange(
+            expected: 0, desired: candidate, ordering: .sequentiallyConsistent)
+        hashKey = existing == 0 ? candidate : existing
         var claimed: Int?
         for index in 0..<Self.slotCount where Self.lock(fd, offset: Self.slotsOffset + index * 8) {
             claimed = index
@@ -78,6 +105,16 @@ final class SharedListenerCounters: @unchecked Sendable {
         slot = claimed
         // What a dead owner left behind no longer counts.
         slots[claimed].store(0, ordering: .sequentiallyConsistent)
+        for bucket in 0..<Self.addressBuckets {
+            addresses[claimed * Self.addressBuckets + bucket].store(0, ordering: .sequentiallyConsistent)
+        }
+        var known = claimedSlots.pointee.load(ordering: .sequentiallyConsistent)
+        while known < Int64(claimed + 1) {
+            let (exchanged, original) = claimedSlots.pointee.compareExchange(
+                expected: known, desired: Int64(claimed + 1), ordering: .sequentiallyConsistent)
+            if exchanged { break }
+            known = original
+        }
     }
 
     deinit {
@@ -107,6 +144,44 @@ final class SharedListenerCounters: @unchecked Sendable {
             total &+= slots[index].load(ordering: .sequentiallyConsistent)
         }
         return Int(total)
+    }
+
+    /// Counts one connection from the client address `key` (see `addressKey`) if the node holds fewer than
+    /// `limit` from it; returns the bucket to release, or nil (nothing counted).
+    func reserveAddress(_ key: [UInt8], limit: Int) -> Int? {
+        let bucket = Int(SipHash.hash(key, key: hashKey) % UInt64(Self.addressBuckets))
+        let mine = slot * Self.addressBuckets + bucket
+        addresses[mine].wrappingAdd(1, ordering: .sequentiallyConsistent)
+        if connections(inBucket: bucket) > limit {
+            addresses[mine].wrappingSubtract(1, ordering: .sequentiallyConsistent)
+            return nil
+        }
+        return bucket
+    }
+
+    /// A connection counted by `reserveAddress` closed.
+    func releaseAddress(bucket: Int) {
+        addresses[slot * Self.addressBuckets + bucket].wrappingSubtract(1, ordering: .sequentiallyConsistent)
+    }
+
+    /// Open connections on the whole node from the addresses of `bucket`.
+    func connections(inBucket bucket: Int) -> Int {
+        let claimed = min(Self.slotCount, Int(claimedSlots.pointee.load(ordering: .sequentiallyConsistent)))
+        var total: Int32 = 0
+        for owner in 0..<claimed {
+            total &+= addresses[owner * Self.addressBuckets + bucket].load(ordering: .sequentiallyConsistent)
+        }
+        return Int(total)
+    }
+
+    /// What counts as one client address: an IPv4 address (also IPv4-mapped in IPv6), or an IPv6 /64 (one
+    /// subscriber's network, which a single host can fill with addresses).
+    static func addressKey(_ bytes: [UInt8]) -> [UInt8] {
+        guard bytes.count == 16 else { return bytes }
+        if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xFF && bytes[11] == 0xFF {
+            return Array(bytes[12..<16])
+        }
+        return Array(bytes[0..<8])
     }
 
     /// Takes one connection from the node-wide budget of `rate` per second (bursts up to `rate`); `false` when

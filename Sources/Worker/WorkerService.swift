@@ -311,6 +311,7 @@ public final class WorkerService: Sendable {
         let identifier = listener.identifier
         let allowsAnonymous = listener.allowAnonymous
         let accept = listener.accept
+        let backPressure = listener.backPressure
         let handshakeTimeout = TimeAmount.nanoseconds(
             Int64((listener.tls?.handshakeTimeout ?? .seconds(15)).millisecondsRoundedUp) * 1_000_000)
         let proxyTimeout = TimeAmount.nanoseconds(Int64(accept.proxyProtocolTimeout.millisecondsRoundedUp) * 1_000_000)
@@ -326,9 +327,9 @@ public final class WorkerService: Sendable {
                         "reason": "\(refusal.rawValue)",
                     ])
                 return false
-            case .admitted(let holdsPlace):
-                if holdsPlace {
-                    channel.closeFuture.whenComplete { _ in admission.release() }
+            case .admitted(let reservation):
+                if reservation.holdsPlace {
+                    channel.closeFuture.whenComplete { _ in admission.release(reservation) }
                 }
             }
             let peerDescription = peer.map(MQTTServerHandler.describe)
@@ -343,7 +344,7 @@ public final class WorkerService: Sendable {
             try channel.pipeline.syncOperations.addHandler(
                 MQTTServerHandler(
                     broker: broker.value, listener: identifier, allowsAnonymous: allowsAnonymous,
-                    tls: tls?.settings, peerAddress: peerDescription, logger: logger))
+                    tls: tls?.settings, backPressure: backPressure, peerAddress: peerDescription, logger: logger))
             return true
         }
 
@@ -360,6 +361,8 @@ public final class WorkerService: Sendable {
                 }
             }
             .childChannelOption(.socketOption(.tcp_nodelay), value: accept.noDelay ? 1 : 0)
+            // Not writable over high_watermark: the MQTT handler stops reading and the broker stops sending.
+            .childChannelOption(.writeBufferWaterMark, value: MQTTServerHandler.writeBufferWaterMark(backPressure))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     connections.add(channel)

@@ -16,7 +16,8 @@ import Testing
         #expect(configuration.log == LogSettings(level: .info, destination: .console, directory: "/srv/gatehouse/var/log"))
         #expect(configuration.mqtt == MQTTSettings(
             maxPacketSize: 1_048_576, maxInflight: 32, maxQueuedMessages: 1000, retainAvailable: true,
-            maxSessionExpiryInterval: .seconds(7200), maxTopicAlias: 65535, sharedSubscription: true))
+            maxSessionExpiryInterval: .seconds(7200), maxTopicAlias: 10, sharedSubscription: true,
+            maxTopicAliasBytes: 65536, maxConnectPacketSize: 65536))
         #expect(configuration.authentication == AuthenticationSettings(allowAnonymous: false, aclFile: nil, passwordFile: nil))
         #expect(configuration.crlCache == CRLCacheSettings(
             httpTimeout: .seconds(15), refreshInterval: .seconds(900), maxSize: 67_108_864, httpsCACertFile: nil))

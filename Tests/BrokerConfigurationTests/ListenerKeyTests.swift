@@ -17,6 +17,34 @@ import Testing
         #expect(accept.reuseAddress)
         #expect(!accept.proxyProtocol)
         #expect(accept.proxyProtocolTimeout == .seconds(3))
+        #expect(accept.maxConnectionsPerAddress == nil)
+        #expect(configuration.listeners.first?.backPressure == BackPressureSettings())
+        #expect(BackPressureSettings() == BackPressureSettings(
+            highWatermark: 1_048_576, sendTimeout: .seconds(15), sendTimeoutClose: true))
+    }
+
+    @Test(arguments: [ListenerConfiguration.Kind.tcp, .ssl])
+    func backPressureKeysParse(kind: ListenerConfiguration.Kind) throws {
+        let listener = kind == .tcp ? "listener.tcp.s = 1883" : TestSupport.sslListener
+        let p = "listener.\(kind.rawValue).s"
+        let configuration = try TestSupport.parse("""
+            \(listener)
+            \(p).high_watermark = 256KB
+            \(p).send_timeout = 5s
+            \(p).send_timeout_close = off
+            \(p).max_connections_per_address = 20
+            """)
+        let listenerConfiguration = try #require(configuration.listeners.first)
+        #expect(listenerConfiguration.backPressure == BackPressureSettings(
+            highWatermark: 256 * 1024, sendTimeout: .seconds(5), sendTimeoutClose: false))
+        #expect(listenerConfiguration.accept.maxConnectionsPerAddress == 20)
+    }
+
+    @Test func connectionLimitsOfMQTTParse() throws {
+        let mqtt = try TestSupport.parse("mqtt.max_topic_alias_bytes = 1MB\nmqtt.max_connect_packet_size = 8KB").mqtt
+        #expect(mqtt.maxTopicAliasBytes == 1 << 20)
+        #expect(mqtt.maxConnectPacketSize == 8 << 10)
+        #expect(mqtt.maxTopicAlias == 10)
     }
 
     @Test(arguments: [ListenerConfiguration.Kind.tcp, .ssl])
@@ -79,9 +107,7 @@ import Testing
         ("acceptors", "16", "not supported: Erlang VM tuning with no equivalent here (each worker accepts on its own event loop)"),
         ("active_n", "100", "not supported: Erlang VM tuning with no equivalent here (each worker accepts on its own event loop)"),
         ("zone", "external", "not supported: Gatehouse has no zones; set the MQTT limits with the mqtt.* keys"),
-        ("rate_limit", "100KB,10s", "not supported yet: byte-rate limits and send timeouts come with back-pressure (issue #15)"),
-        ("send_timeout", "15s", "not supported yet: byte-rate limits and send timeouts come with back-pressure (issue #15)"),
-        ("send_timeout_close", "on", "not supported yet: byte-rate limits and send timeouts come with back-pressure (issue #15)"),
+        ("rate_limit", "100KB,10s", "not supported: there is no byte-rate limit per connection (high_watermark, send_timeout and send_timeout_close bound what a client that does not read can cost)"),
         ("dhfile", "etc/certs/dh-params.pem", "not supported: only ECDHE key exchange is offered, so Diffie-Hellman parameters are never used"),
     ])
     func refusedKeys(subkey: String, value: String, reason: String) {

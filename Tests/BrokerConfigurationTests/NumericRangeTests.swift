@@ -79,6 +79,15 @@ import Testing
             highest: "1GB", aboveHighest: "1073741825",
             tooHigh: "size '1073741825' is out of range (1048576-1073741824 bytes)"),
         Boundary(
+            key: "mqtt.max_topic_alias_bytes", lowest: "1", belowLowest: "0",
+            tooLow: "size '0' is out of range (1-67108864 bytes)",
+            highest: "64MB", aboveHighest: "67108865", tooHigh: "size '67108865' is out of range (1-67108864 bytes)"),
+        Boundary(
+            key: "mqtt.max_connect_packet_size", lowest: "64", belowLowest: "63",
+            tooLow: "size '63' is out of range (64-268435455 bytes)",
+            highest: "268435455", aboveHighest: "256MB",
+            tooHigh: "size '256MB' is out of range (64-268435455 bytes)"),
+        Boundary(
             key: "crl_cache_http_timeout", lowest: "1ms", belowLowest: "0ms",
             tooLow: "'0ms' is too short (the minimum is 1ms)",
             highest: "1h", aboveHighest: "61m", tooHigh: "'61m' is too long (the maximum is 1h)"),
@@ -101,6 +110,17 @@ import Testing
             key: "max_conn_rate", lowest: "1", belowLowest: "0", tooLow: "'0' is out of range (1-1000000)",
             highest: "1000000", aboveHighest: "9223372036854775807",
             tooHigh: "'9223372036854775807' is out of range (1-1000000)"),
+        Boundary(
+            key: "max_connections_per_address", lowest: "1", belowLowest: "0",
+            tooLow: "'0' is out of range (1-10000000)",
+            highest: "10000000", aboveHighest: "10000001", tooHigh: "'10000001' is out of range (1-10000000)"),
+        Boundary(
+            key: "high_watermark", lowest: "1KB", belowLowest: "1023",
+            tooLow: "size '1023' is out of range (1024-1073741824 bytes)",
+            highest: "1GB", aboveHighest: "1073741825", tooHigh: "size '1073741825' is out of range (1024-1073741824 bytes)"),
+        Boundary(
+            key: "send_timeout", lowest: "1ms", belowLowest: "0s", tooLow: "'0s' is too short (the minimum is 1ms)",
+            highest: "1h", aboveHighest: "61m", tooHigh: "'61m' is too long (the maximum is 1h)"),
         Boundary(
             key: "backlog", lowest: "1", belowLowest: "0", tooLow: "'0' is out of range (1-65535)",
             highest: "65535", aboveHighest: "65536", tooHigh: "'65536' is out of range (1-65535)"),

@@ -105,18 +105,21 @@ import Testing
     }
 
     @Test func knownKeyListsAreComplete() {
-        #expect(ConfigurationLoader.knownGlobalKeys.count == 33)
+        #expect(ConfigurationLoader.knownGlobalKeys.count == 35)
         for key in StorageLimits.Key.allCases where key != .maxQueuedMessages {
             #expect(ConfigurationLoader.knownGlobalKeys.contains(key.rawValue))
         }
+        #expect(ConfigurationLoader.knownGlobalKeys.contains("mqtt.max_topic_alias_bytes"))
+        #expect(ConfigurationLoader.knownGlobalKeys.contains("mqtt.max_connect_packet_size"))
         #expect(ConfigurationLoader.knownGlobalKeys.contains("node.fetch_refresh_floor"))
         #expect(ConfigurationLoader.knownGlobalKeys.contains("node.fetch_redirects"))
         #expect(ConfigurationLoader.knownGlobalKeys.contains("crl_cache_max_entries"))
         #expect(ConfigurationLoader.knownListenerSubkeys(for: .tcp) == [
-            "allow_anonymous", "max_connections", "max_conn_rate", "backlog", "nodelay", "reuseaddr",
-            "proxy_protocol", "proxy_protocol_timeout",
+            "allow_anonymous", "max_connections", "max_conn_rate", "max_connections_per_address", "backlog", "nodelay",
+            "reuseaddr", "proxy_protocol", "proxy_protocol_timeout", "high_watermark", "send_timeout",
+            "send_timeout_close",
         ])
-        #expect(ConfigurationLoader.knownListenerSubkeys(for: .ssl).count == 34)
+        #expect(ConfigurationLoader.knownListenerSubkeys(for: .ssl).count == 38)
         #expect(ConfigurationLoader.knownListenerSubkeys(for: .ssl).contains("verify"))
     }
 }

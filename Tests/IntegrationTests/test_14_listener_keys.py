@@ -347,9 +347,7 @@ REFUSED_KEYS = [
     ("acceptors = 16", "Erlang VM tuning"),
     ("zone = external", "no zones"),
     ("active_n = 100", "Erlang VM tuning"),
-    ("rate_limit = 100KB,10s", "back-pressure"),
-    ("send_timeout = 15s", "back-pressure"),
-    ("send_timeout_close = on", "back-pressure"),
+    ("rate_limit = 100KB,10s", "no byte-rate limit per connection"),
     ("dhfile = /etc/dh.pem", "only ECDHE key exchange is offered"),
     ("secure_renegotiate = false", "renegotiation is disabled entirely"),
 ]

@@ -12,9 +12,14 @@ final class RecordingConnection: MQTTClientConnection {
     var flushes = 0
     let peerDescription = "test 127.0.0.1:1"
 
+    /// Set by a test to play a connection over its high watermark.
+    var isBusy = false
+    var inputResumptions = 0
+
     func send(_ packet: MQTTPacket) { sent.append(packet) }
     func flush() { flushes += 1 }
     func close() { isClosed = true }
+    func resumeInput() { inputResumptions += 1 }
 
     var publishes: [PublishPacket] {
         sent.compactMap { if case .publish(let p) = $0 { p } else { nil } }
