@@ -231,7 +231,7 @@ def statistics_sum(status: dict, key: str) -> int:
 
 
 def limit_events(status: dict) -> dict[str, int]:
-    """The `limits` counters of every worker, summed."""
+    """The `limit_hits` counters of every worker, summed."""
     total: dict[str, int] = {}
     for p in harness.procs(status, "worker"):
         for name, count in ((p.get("statistics") or {}).get("limit_hits") or {}).items():
